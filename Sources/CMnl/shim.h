@@ -1,5 +1,10 @@
 #ifndef KEEL_CMNL_SHIM_H
 #define KEEL_CMNL_SHIM_H
+// glibc first: the kernel UAPI headers then skip their own in6_addr/sockaddr_in6 (libc-compat.h),
+// which would otherwise clash with Glibc's in Swift.
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <net/if.h>
 // libmnl plus the kernel UAPI headers the netlink core speaks. Swift cannot import function-like
 // macros or macros with expressions; the static inline helpers below stand in for the ones we need.
 #include <libmnl/libmnl.h>

@@ -1,5 +1,10 @@
 #ifndef KEEL_CNFTNL_SHIM_H
 #define KEEL_CNFTNL_SHIM_H
+// glibc first: the kernel UAPI headers then skip their own in6_addr/sockaddr_in6 (libc-compat.h),
+// which would otherwise clash with Glibc's in Swift.
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <net/if.h>
 // libnftnl plus the nf_tables UAPI. Variadic and macro-only parts get static inline stand-ins here.
 #include <stdint.h>
 #include <stdbool.h>

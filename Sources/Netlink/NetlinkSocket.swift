@@ -62,6 +62,29 @@ public final class NetlinkSocket: @unchecked Sendable {
         }
     }
 
+    /// Sends a request that the kernel answers with objects (RTM_GETLINK for one link, say) and
+    /// returns them; NLM_F_ACK makes the end of the answer explicit.
+    public func get(_ message: NetlinkMessageBuilder, _ operation: NetlinkOperation, _ subject: String) throws(NetlinkError) -> [NetlinkMessage] {
+        try lock.withLock { (seq: inout UInt32) throws(NetlinkError) -> [NetlinkMessage] in
+            seq &+= 1
+            let mySeq = seq
+            var bytes = message.bytes(sequence: mySeq)
+            bytes.withUnsafeMutableBytes { raw in
+                raw.baseAddress!.assumingMemoryBound(to: nlmsghdr.self).pointee.nlmsg_flags |= UInt16(NLM_F_ACK)
+            }
+            try send(bytes, operation, subject)
+            var replies: [NetlinkMessage] = []
+            while true {
+                for m in try receive(operation, subject) where m.sequence == mySeq {
+                    guard Int32(m.type) == NLMSG_ERROR else { replies.append(m); continue }
+                    let (code, text) = Self.parseError(m)
+                    if code != 0 { throw NetlinkError(operation, subject, errno: Errno(rawValue: -code), kernelMessage: text) }
+                    return replies
+                }
+            }
+        }
+    }
+
     /// Sends many requests, pipelined: up to `window` messages per sendmsg, then their ACKs.
     /// Every request is attempted; the first failure (in request order) is thrown at the end.
     /// This is what `ip -batch` does one message at a time.
