@@ -30,8 +30,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
-        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "NetAddress"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "NetAddress", "CMnl", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "NetAddress"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", .product(name: "SystemPackage", package: "swift-system")]),
     ]
 )
