@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "NFTables", targets: ["NFTables"]),
         .library(name: "NetnsHarness", targets: ["NetnsHarness"]),
         .executable(name: "keel-lab", targets: ["keel-lab"]),
+        .executable(name: "bridge", targets: ["bridge"]),
+        .executable(name: "host-local", targets: ["host-local"]),
+        .executable(name: "loopback", targets: ["loopback"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,6 +25,14 @@ let package = Package(
         .target(name: "NetAddress"),
         .target(name: "Netlink", dependencies: ["CMnl", "NetAddress", .product(name: "SystemPackage", package: "swift-system")]),
         .target(name: "NFTables", dependencies: ["CNftnl", "CMnl", "Netlink", "NetAddress"]),
+        // The CNI protocol (spec 1.1.0 and older result versions). Foundation-light: plugins are started
+        // once per pod, so they link FoundationEssentials only, never NIO, HTTP or YAML.
+        .target(name: "CNI", dependencies: ["NetAddress"]),
+        .target(name: "IPAM", dependencies: ["CNI", "NetAddress"]),
+        .target(name: "PodNetwork", dependencies: ["CNI", "Netlink", "NFTables", "NetAddress"]),
+        .executableTarget(name: "bridge", dependencies: ["CNI", "PodNetwork"]),
+        .executableTarget(name: "host-local", dependencies: ["CNI", "IPAM"]),
+        .executableTarget(name: "loopback", dependencies: ["CNI", "Netlink"]),
         // Namespaces, veth between them, processes and traffic probes inside them. Used by the
         // integration tests, the demo and the benchmark alike: one implementation, never linked by plugins.
         .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),
@@ -32,6 +43,8 @@ let package = Package(
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "NetAddress", "CMnl", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "NetAddress"]),
+        .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
+        .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", .product(name: "SystemPackage", package: "swift-system")]),
     ]
 )
