@@ -1,0 +1,60 @@
+import FoundationEssentials
+
+// The one place where errors become CNI codes (STYLE.md section 3). Modules below the plugins
+// (PodNetwork, IPAM) throw their own typed errors and never name a code; a plugin that wants a
+// specific code for one of them throws a CNIError itself, which passes through unchanged.
+extension CNIError {
+    /// Classifies `error`: a `CNIError` is kept as it is; a `DecodingError` becomes 6 (the bytes are
+    /// not JSON) or 7 (JSON, but a field is missing or has the wrong type), naming the field path;
+    /// anything else becomes 999 with the error's description as `msg`.
+    public init(mapping error: any Error) {
+        switch error {
+        case let e as CNIError:
+            self = e
+        case let e as DecodingError:
+            self = CNIError(decoding: e)
+        default:
+            self.init(.internalError, String(describing: error))
+        }
+    }
+
+    private init(decoding error: DecodingError) {
+        switch error {
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            // Nothing decoded yet: the input is not JSON at all.
+            self.init(.decodingFailure, "error decoding network config: \(context.debugDescription)",
+                      details: Self.underlying(context))
+        case .dataCorrupted(let context):
+            self.init(.invalidNetworkConfig, "invalid value for \(Self.path(context.codingPath))",
+                      details: context.debugDescription)
+        case .keyNotFound(let key, let context):
+            self.init(.invalidNetworkConfig, "missing field \(Self.path(context.codingPath + [key]))",
+                      details: context.debugDescription)
+        case .typeMismatch(_, let context) where context.codingPath.isEmpty:
+            // `[]` or `"x"` where a config object belongs: not a network config at all.
+            self.init(.decodingFailure, "error decoding network config: not a JSON object",
+                      details: context.debugDescription)
+        case .typeMismatch(let type, let context):
+            self.init(.invalidNetworkConfig, "wrong type for \(Self.path(context.codingPath)): expected \(type)",
+                      details: context.debugDescription)
+        case .valueNotFound(let type, let context):
+            self.init(.invalidNetworkConfig, "null for \(Self.path(context.codingPath)): expected \(type)",
+                      details: context.debugDescription)
+        @unknown default:
+            self.init(.decodingFailure, "error decoding network config", details: String(describing: error))
+        }
+    }
+
+    /// `ipam.ranges[0][1].subnet`
+    static func path(_ keys: [any CodingKey]) -> String {
+        var out = ""
+        for key in keys {
+            if let i = key.intValue { out += "[\(i)]" } else { out += (out.isEmpty ? "" : ".") + key.stringValue }
+        }
+        return out.isEmpty ? "<top level>" : out
+    }
+
+    private static func underlying(_ context: DecodingError.Context) -> String {
+        context.underlyingError.map { String(describing: $0) } ?? ""
+    }
+}
