@@ -144,6 +144,8 @@ public struct NATFlags: OptionSet, Hashable, Sendable {
 }
 
 /// The `nat` expression: snat/dnat to the address (and port) held in registers.
+/// A maximum equal to its minimum is dropped: the kernel fills in max = min when none is given,
+/// so the two spellings are the same rule.
 public struct NATExpression: Hashable, Sendable {
     public var type: NATType
     /// The address family of the addresses in the registers (`.ip` or `.ip6`).
@@ -159,9 +161,9 @@ public struct NATExpression: Hashable, Sendable {
         self.type = type
         self.family = family
         self.addressMin = addressMin
-        self.addressMax = addressMax
+        self.addressMax = addressMax == addressMin ? nil : addressMax
         self.portMin = portMin
-        self.portMax = portMax
+        self.portMax = portMax == portMin ? nil : portMax
         self.flags = flags
     }
 }

@@ -178,8 +178,8 @@ enum ExpressionCodec {
                                       portMax: optionalReg(NFTNL_EXPR_NAT_REG_PROTO_MAX), flags: flags))
         case "masq":
             let flags = has(NFTNL_EXPR_MASQ_FLAGS) ? NATFlags(rawValue: u32(NFTNL_EXPR_MASQ_FLAGS)).intersection(.modelled) : []
-            return .masquerade(portMin: optionalReg(NFTNL_EXPR_MASQ_REG_PROTO_MIN),
-                               portMax: optionalReg(NFTNL_EXPR_MASQ_REG_PROTO_MAX), flags: flags)
+            let portMin = optionalReg(NFTNL_EXPR_MASQ_REG_PROTO_MIN), portMax = optionalReg(NFTNL_EXPR_MASQ_REG_PROTO_MAX)
+            return .masquerade(portMin: portMin, portMax: portMax == portMin ? nil : portMax, flags: flags)
         case "numgen":
             guard let mode = NumgenMode(rawValue: u32(NFTNL_EXPR_NG_TYPE)) else { break }
             return .numgen(mode, modulus: u32(NFTNL_EXPR_NG_MODULUS), offset: u32(NFTNL_EXPR_NG_OFFSET), into: reg(NFTNL_EXPR_NG_DREG))
