@@ -1,1 +1,4 @@
-print("todo")
+import CNI
+import IPAM
+
+CNIEntry.exit(running: HostLocalPlugin(), about: "Keel host-local IPAM plugin")
