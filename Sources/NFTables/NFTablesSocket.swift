@@ -56,8 +56,14 @@ public final class NFTablesSocket: Sendable {
             throw NFTablesError(error)
         }
 
-        // The kernel goes on checking messages after the first failure (and may report more);
-        // the lowest sequence number is the operation that failed first.
+        try Self.check(answers, owner: owner, lastSequence: lastSequence, of: transaction)
+    }
+
+    /// Maps the kernel's answers to a batch back to the transaction. The kernel goes on checking
+    /// messages after the first failure (and may report more); the lowest sequence number is the
+    /// operation that failed first. No error and no ACK of the last command is a failure too.
+    static func check(_ answers: [UInt32: (errno: Int32, message: String?)], owner: [UInt32: Int], lastSequence: UInt32,
+                      of transaction: Transaction) throws(NFTablesError) {
         if let (sequence, answer) = answers.filter({ $0.value.errno != 0 }).min(by: { $0.key < $1.key }) {
             let index = owner[sequence]
             throw NFTablesError(operation: index.map { transaction.operations[$0].summary } ?? "nftables batch",
