@@ -34,6 +34,11 @@ public enum JSONValue: Sendable, Hashable, Codable, CustomStringConvertible {
         }
     }
 
+    /// Parses JSON bytes; failure is a `CNIError` (code 6).
+    public init(parsing bytes: [UInt8]) throws {
+        do { self = try CNIJSON.decode(JSONValue.self, from: bytes) } catch { throw CNIError(mapping: error) }
+    }
+
     public subscript(key: String) -> JSONValue? {
         if case .object(let o) = self { return o[key] }
         return nil
