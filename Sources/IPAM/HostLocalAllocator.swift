@@ -144,7 +144,8 @@ public struct HostLocalAllocator<Store: ReservationStore>: Sendable {
                 let capacity = range.allocatableCount
                 let used = capacity == .max ? 0
                     : UInt64(reserved.count { range.contains($0) && $0 != range.gateway })
-                free = free.addingReportingOverflow(capacity - min(used, capacity)).overflow ? .max : free + capacity - min(used, capacity)
+                let (sum, overflow) = free.addingReportingOverflow(capacity - min(used, capacity))
+                free = overflow ? .max : sum
             }
             return free
         }
