@@ -13,6 +13,10 @@ public struct ProcessResult: Sendable, CustomStringConvertible {
 public struct ProcessError: Error, CustomStringConvertible {
     public var command: [String]
     public var reason: String
+    public init(command: [String], reason: String) {
+        self.command = command
+        self.reason = reason
+    }
     public var description: String { "\(command.joined(separator: " ")): \(reason)" }
 }
 

@@ -1,0 +1,178 @@
+import ArgumentParser
+import Glibc
+import NetAddress
+import Netlink
+import NetnsHarness
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks, side by side with iproute2 and nft doing the same work in the same run.",
+        discussion: "Every run happens in fresh namespaces named keel-bench-<pid>-*, removed afterwards.")
+
+    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map).")
+    var suite: String = "netlink"
+
+    @Option(help: "Veth pairs to create and delete.")
+    var vethPairs = 1000
+
+    @Option(help: "Routes to add.")
+    var routes = 10000
+
+    @Option(help: "Verdict-map elements in the nftables transaction.")
+    var elements = 10000
+
+    @Option(help: "Runs of each measurement; the median is printed.")
+    var runs = 3
+
+    func validate() throws {
+        guard suite == "netlink" else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink)") }
+        guard vethPairs > 0, routes > 0, elements > 0, runs > 0 else { throw ValidationError("counts must be positive") }
+    }
+
+    func run() throws {
+        try NetnsLab.with(prefix: "keel-bench") { lab in
+            var table = BenchTable()
+            let bench = NetlinkBench(lab: lab, runs: runs)
+            try bench.veths(count: vethPairs, into: &table)
+            try bench.routes(count: routes, into: &table)
+            try bench.nftables(elements: elements, into: &table)
+            print(table.rendered())
+        }
+    }
+}
+
+/// Rows of "work | Keel | reference | ratio".
+struct BenchTable {
+    struct Row { var work: String; var keel: Double; var reference: Double; var referenceName: String }
+    var rows: [Row] = []
+
+    mutating func add(_ work: String, keel: Double, reference: Double, referenceName: String) {
+        rows.append(Row(work: work, keel: keel, reference: reference, referenceName: referenceName))
+    }
+
+    func rendered() -> String {
+        func ms(_ s: Double) -> String { pad(String(format2(s * 1000)) + " ms", 11) }
+        var out = "\(pad("work", 52)) \(pad("Keel", 11)) \(pad("reference", 11)) \(pad("ref. tool", 14)) speed-up\n"
+        out += String(repeating: "-", count: 100) + "\n"
+        for r in rows {
+            out += "\(pad(r.work, 52)) \(ms(r.keel)) \(ms(r.reference)) \(pad(r.referenceName, 14)) \(format2(r.reference / r.keel))x\n"
+        }
+        return out
+    }
+}
+
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+func format2(_ v: Double) -> String {
+    let scaled = (v * 100).rounded() / 100
+    let whole = Int(scaled), frac = Int(((scaled - Double(whole)) * 100).rounded())
+    return "\(whole).\(frac < 10 ? "0" : "")\(frac)"
+}
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+struct NetlinkBench {
+    let lab: NetnsLab
+    let runs: Int
+
+    /// A fresh namespace per measurement so that neither side inherits the other's leftovers.
+    func fresh(_ label: String, _ n: Int) throws -> LabNamespace { try lab.namespace("\(label)\(n)") }
+
+    func writeBatch(_ lines: [String]) throws -> String {
+        let path = "/tmp/keel-bench-\(getpid())-\(lines.count)-\(Int(Stopwatch.now() * 1000)).batch"
+        guard let f = fopen(path, "w") else { throw ProcessError(command: ["write \(path)"], reason: "fopen failed") }
+        for l in lines { fputs(l + "\n", f) }
+        fclose(f)
+        return path
+    }
+
+    func veths(count: Int, into table: inout BenchTable) throws {
+        var keel: [Double] = [], ip: [Double] = []
+        for run in 0..<runs {
+            let ns = try fresh("veth-k", run)
+            keel.append(try Stopwatch.measure {
+                for i in 0..<count {
+                    try ns.route.createLink(LinkSpec(name: InterfaceName("kb\(i)")!, kind: .veth(peerName: "kb\(i)p")))
+                }
+                for i in 0..<count { try ns.route.deleteLink(.name(InterfaceName("kb\(i)")!)) }
+            })
+            let other = try fresh("veth-i", run)
+            let path = try writeBatch((0..<count).map { "link add kb\($0) type veth peer name kb\($0)p" }
+                                      + (0..<count).map { "link del kb\($0)" })
+            defer { unlink(path) }
+            ip.append(try Stopwatch.measure { try other.check(["ip", "-batch", path]) })
+            lab.removeAll()
+        }
+        table.add("create+delete \(count) veth pairs (one request each)", keel: median(keel), reference: median(ip), referenceName: "ip -batch")
+    }
+
+    func routes(count: Int, into table: inout BenchTable) throws {
+        var single: [Double] = [], batch: [Double] = [], ip: [Double] = []
+        func prepared(_ label: String, _ run: Int) throws -> (LabNamespace, Int32) {
+            let ns = try fresh(label, run)
+            let l = try ns.route.createLink(LinkSpec(name: "kr0", kind: .veth(peerName: "kr0p"), up: true))
+            try ns.route.setUp("kr0p")
+            try ns.route.addAddress(InterfaceAddress(linkIndex: l.index, cidr: CIDR("10.50.0.1/24")!))
+            return (ns, l.index)
+        }
+        let destinations = (0..<count).map { CIDR(.v4(IPv4Address(UInt32(0x0A00_0000) + UInt32($0) << 8)), prefixLength: 24)! }
+        let gateway = IPAddress("10.50.0.2")!
+        for run in 0..<runs {
+            let (a, ai) = try prepared("rt-one", run)
+            let rs = destinations.map { Route(destination: $0, gateway: gateway, device: ai, proto: .keel) }
+            single.append(try Stopwatch.measure { for r in rs { try a.route.addRoute(r) } })
+            let (b, bi) = try prepared("rt-batch", run)
+            let rb = destinations.map { RouteChange.add(Route(destination: $0, gateway: gateway, device: bi, proto: .keel)) }
+            batch.append(try Stopwatch.measure { try b.route.apply(rb) })
+            guard try b.route.routes().filter({ $0.proto == .keel }).count == count else {
+                throw ProcessError(command: ["bench routes"], reason: "batched routes missing after apply")
+            }
+            let (c, _) = try prepared("rt-ip", run)
+            let path = try writeBatch(destinations.map { "route add \($0) via 10.50.0.2 dev kr0 proto 75" })
+            defer { unlink(path) }
+            ip.append(try Stopwatch.measure { try c.check(["ip", "-batch", path]) })
+            lab.removeAll()
+        }
+        table.add("add \(count) routes, one message each", keel: median(single), reference: median(ip), referenceName: "ip -batch")
+        table.add("add \(count) routes, one pipelined batch", keel: median(batch), reference: median(ip), referenceName: "ip -batch")
+    }
+}
+
+import NFTables
+
+extension NetlinkBench {
+    /// One transaction holding a table, a verdict map of `elements` entries keyed by
+    /// `ipv4_addr . inet_proto . inet_service`, and the chain that uses it.
+    func nftables(elements: Int, into table: inout BenchTable) throws {
+        let t = Table(.ip, "keel-bench")
+        let chain = Chain(t, "services", type: .filter, hook: .prerouting, priority: .filter)
+        let target = Chain(t, "backend")
+        let entries = (0..<elements).map { i in
+            SetElement([.ip(.v4(IPv4Address(UInt32(0x0A60_0000) + UInt32(i)))), .proto(.tcp), .port(80)], verdict: .jump("backend"))
+        }
+        let map = NFTSet(t, "service-ips", key: [.ipv4Address, .inetProto, .inetService], mapping: .verdict, elements: Set(entries))
+        let ruleset = Ruleset(tables: [t], chains: [chain, target], sets: [map],
+                              rules: [Rule(chain, [.vmap("service-ips", key: [.ipv4.daddr, .l4proto, .th.dport])])])
+        let tx = transaction(from: nil, to: ruleset)
+        var script = "table ip keel-bench {\n  chain backend {\n  }\n  map service-ips {\n    type ipv4_addr . inet_proto . inet_service : verdict\n    elements = {\n"
+        for i in 0..<elements {
+            let a = IPv4Address(UInt32(0x0A60_0000) + UInt32(i))
+            script += "      \(a) . tcp . 80 : jump backend,\n"
+        }
+        script += "    }\n  }\n  chain services {\n    type filter hook prerouting priority filter; policy accept;\n    ip daddr . meta l4proto . th dport vmap @service-ips\n  }\n}\n"
+        var keel: [Double] = [], nft: [Double] = []
+        for run in 0..<runs {
+            let a = try fresh("nft-k", run)
+            let socket = try a.run { try NFTablesSocket() }
+            keel.append(try Stopwatch.measure { try socket.apply(tx) })
+            guard try socket.elements(of: map.definition).count == elements else {
+                throw ProcessError(command: ["bench nftables"], reason: "map read back with the wrong element count")
+            }
+            let b = try fresh("nft-n", run)
+            let path = try writeBatch([script])
+            defer { unlink(path) }
+            nft.append(try Stopwatch.measure { try b.check(["nft", "-f", path]) })
+            lab.removeAll()
+        }
+        table.add("nftables: one transaction, \(elements)-element verdict map", keel: median(keel), reference: median(nft), referenceName: "nft -f")
+    }
+}
