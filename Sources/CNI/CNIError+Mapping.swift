@@ -30,8 +30,9 @@ extension CNIError {
         case .keyNotFound(let key, let context):
             self.init(.invalidNetworkConfig, "missing field \(Self.path(context.codingPath + [key]))",
                       details: context.debugDescription)
-        case .typeMismatch(_, let context) where context.codingPath.isEmpty:
-            // `[]` or `"x"` where a config object belongs: not a network config at all.
+        case .typeMismatch(_, let context) where context.codingPath.isEmpty,
+             .valueNotFound(_, let context) where context.codingPath.isEmpty:
+            // `[]`, `"x"` or `null` where a config object belongs: not a network config at all.
             self.init(.decodingFailure, "error decoding network config: not a JSON object",
                       details: context.debugDescription)
         case .typeMismatch(let type, let context):
