@@ -7,7 +7,13 @@ public enum CNIEntry {
     /// Returns 0 on success and 1 after writing the error JSON to `stdout`, as the spec asks.
     public static func run(_ plugin: some CNIPlugin, environment: [String: String], stdin: [UInt8],
                            stdout: (([UInt8]) -> Void), stderr: (([UInt8]) -> Void), about: String) -> Int32 {
+        // An error reply speaks the config's version whenever the config names one the kit can write,
+        // even when the failure (a missing variable) comes before the config is decoded.
         var replyVersion = CNIVersion.current
+        if environment["CNI_COMMAND"] != CNICommand.version.rawValue,
+           let sniffed = (try? JSONValue(parsing: stdin))?["cniVersion"]?.stringValue, CNIVersion.all.contains(sniffed) {
+            replyVersion = sniffed
+        }
         do {
             let commandName = environment["CNI_COMMAND"] ?? ""
             if commandName.isEmpty, !about.isEmpty {
@@ -33,7 +39,6 @@ public enum CNIEntry {
             }
 
             let config = try NetworkConfig.decode(stdin)
-            if CNIVersion.all.contains(config.cniVersion) { replyVersion = config.cniVersion }
             try checkVersion(config.cniVersion, command: command, plugin: plugin)
             let path = (environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init)
 

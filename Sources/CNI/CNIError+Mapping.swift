@@ -1,5 +1,3 @@
-import FoundationEssentials
-
 // The one place where errors become CNI codes (STYLE.md section 3). Modules below the plugins
 // (PodNetwork, IPAM) throw their own typed errors and never name a code; a plugin that wants a
 // specific code for one of them throws a CNIError itself, which passes through unchanged.

@@ -96,8 +96,9 @@ struct CNIEntryTests {
     }
 
     @Test func allMissingVariablesAreNamed() {
-        let run = invoke(FakePlugin(), env: ["CNI_COMMAND": "ADD"], stdin: config())
+        let run = invoke(FakePlugin(), env: ["CNI_COMMAND": "ADD"], stdin: config("0.4.0"))
         #expect(run.error?.msg == "required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing")
+        #expect(run.stdout.hasPrefix(#"{"cniVersion":"0.4.0","code":4,"#))   // the reply speaks the config's version
     }
 
     @Test func optionalVariablesPerCommand() {
