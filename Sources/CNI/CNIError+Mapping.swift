@@ -1,6 +1,12 @@
-// The one place where errors become CNI codes (STYLE.md section 3). Modules below the plugins
-// (PodNetwork, IPAM) throw their own typed errors and never name a code; a plugin that wants a
-// specific code for one of them throws a CNIError itself, which passes through unchanged.
+// The one place where errors become CNI codes (STYLE.md section 3). Modules above CNI (PodNetwork,
+// IPAM) throw their own typed errors; CNI cannot import them, so each such error type states its code
+// by conforming to `CNIErrorConvertible` in a file of its own module, and this switch consults it.
+
+/// An error of a module built on CNI that knows which CNI code it stands for.
+public protocol CNIErrorConvertible: Error {
+    var cniError: CNIError { get }
+}
+
 extension CNIError {
     /// Classifies `error`: a `CNIError` is kept as it is; a `DecodingError` becomes 6 (the bytes are
     /// not JSON) or 7 (JSON, but a field is missing or has the wrong type), naming the field path;
@@ -9,6 +15,8 @@ extension CNIError {
         switch error {
         case let e as CNIError:
             self = e
+        case let e as any CNIErrorConvertible:
+            self = e.cniError
         case let e as DecodingError:
             self = CNIError(decoding: e)
         default:

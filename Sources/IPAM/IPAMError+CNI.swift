@@ -1,7 +1,10 @@
 import CNI
 
-// The one place where IPAM errors become CNI codes. Only HostLocalPlugin uses it; it can move into
-// CNIError(mapping:) once CNI offers a hook for errors of modules above it.
+// IPAM's CNI codes, consulted by CNIError(mapping:) through CNIErrorConvertible.
+extension IPAMError: CNIErrorConvertible {
+    public var cniError: CNIError { CNIError(ipam: self) }
+}
+
 extension CNIError {
     /// Codes for `IPAMError`. Where the reference host-local returns a plain Go error, which skel
     /// turns into 999, Keel keeps 999 so that callers see the same codes from either plugin.

@@ -18,6 +18,10 @@ public struct Link: Sendable, Equatable {
     public var parentIndex: Int32?
     /// Bridge-port hairpin mode (IFLA_BRPORT_MODE), when this link is a bridge port.
     public var hairpin: Bool?
+    /// Bridge-port isolation (IFLA_BRPORT_ISOLATED), when this link is a bridge port.
+    public var isolated: Bool? = nil
+    /// IFF_PROMISC.
+    public var isPromiscuous: Bool = false
     public var vxlan: VXLANAttributes?
 }
 

@@ -83,11 +83,28 @@ extension RouteSocket {
     /// Kernel: RTM_SETLINK, family AF_BRIDGE, IFLA_PROTINFO { IFLA_BRPORT_MODE }.
     /// Same as `bridge link set dev X hairpin on`.
     public func setHairpin(_ ref: LinkRef, _ on: Bool) throws(NetlinkError) {
+        try setBridgePort(ref, hairpin: on)
+    }
+
+    /// Sets bridge-port flags on a link enslaved to a bridge; nil leaves a flag as it is.
+    /// `isolated` ports cannot talk to each other, only to non-isolated ones (the bridge itself).
+    /// Kernel: RTM_SETLINK, family AF_BRIDGE, IFLA_PROTINFO { IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED }.
+    /// Same as `bridge link set dev X hairpin on isolated on`.
+    public func setBridgePort(_ ref: LinkRef, hairpin: Bool? = nil, isolated: Bool? = nil) throws(NetlinkError) {
         let m = LinkMessage.addressing(ref, type: u16(RTM_SETLINK), flags: [.ack], family: UInt8(AF_BRIDGE))
         m.nest(u16(IFLA_PROTINFO) | u16(NLA_F_NESTED)) {
-            m.put(u16(IFLA_BRPORT_MODE), u8: on ? 1 : 0)
+            if let hairpin { m.put(u16(IFLA_BRPORT_MODE), u8: hairpin ? 1 : 0) }
+            if let isolated { m.put(u16(IFLA_BRPORT_ISOLATED), u8: isolated ? 1 : 0) }
         }
-        try socket.request(m, .setLink, "\(ref) hairpin \(on ? "on" : "off")")
+        let what = [hairpin.map { "hairpin \($0 ? "on" : "off")" }, isolated.map { "isolated \($0 ? "on" : "off")" }]
+        try socket.request(m, .setLink, "\(ref) \(what.compactMap { $0 }.joined(separator: " "))")
+    }
+
+    /// Sets or clears IFF_PROMISC. Kernel: RTM_SETLINK. Same as `ip link set dev X promisc on|off`.
+    public func setPromiscuous(_ ref: LinkRef, _ on: Bool) throws(NetlinkError) {
+        let flag = UInt32(IFF_PROMISC)
+        try socket.request(LinkMessage.addressing(ref, type: u16(RTM_SETLINK), flags: [.ack], ifFlags: on ? flag : 0, change: flag),
+                           .setLink, "\(ref) promisc \(on ? "on" : "off")")
     }
 
     /// Moves a link into another namespace. Kernel: RTM_SETLINK with IFLA_NET_NS_FD.

@@ -69,10 +69,11 @@ enum LinkMessage {
         let attrs = message.attributes(afterHeaderOf: MemoryLayout<ifinfomsg>.size)
         let info = attrs.nested(u16(IFLA_LINKINFO))
         let kind = info?.string(u16(IFLA_INFO_KIND))
-        var hairpin: Bool?
+        var hairpin: Bool?, isolated: Bool?
         if info?.string(u16(IFLA_INFO_SLAVE_KIND)) == "bridge",
            let port = info?.nested(u16(IFLA_INFO_SLAVE_DATA)) {
             hairpin = port.u8(u16(IFLA_BRPORT_MODE)).map { $0 != 0 }
+            isolated = port.u8(u16(IFLA_BRPORT_ISOLATED)).map { $0 != 0 }
         }
         var vxlan: VXLANAttributes?
         if kind == "vxlan", let data = info?.nested(u16(IFLA_INFO_DATA)) {
@@ -95,6 +96,8 @@ enum LinkMessage {
                     masterIndex: master == 0 ? nil : master,
                     parentIndex: attrs.u32(u16(IFLA_LINK)).map { Int32(bitPattern: $0) },
                     hairpin: hairpin,
+                    isolated: isolated,
+                    isPromiscuous: hdr.ifi_flags & UInt32(IFF_PROMISC) != 0,
                     vxlan: vxlan)
     }
 }
