@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "PodNetwork", dependencies: ["CNI", "Netlink", "NFTables", "NetAddress"]),
         .executableTarget(name: "bridge", dependencies: ["CNI", "PodNetwork"]),
         .executableTarget(name: "host-local", dependencies: ["CNI", "IPAM"]),
-        .executableTarget(name: "loopback", dependencies: ["CNI", "Netlink"]),
+        .executableTarget(name: "loopback", dependencies: ["CNI", "PodNetwork"]),
         // Namespaces, veth between them, processes and traffic probes inside them. Used by the
         // integration tests, the demo and the benchmark alike: one implementation, never linked by plugins.
         .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),

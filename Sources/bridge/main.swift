@@ -1,1 +1,4 @@
-print("todo")
+import CNI
+import PodNetwork
+
+CNIEntry.exit(running: BridgePlugin(), about: "Keel bridge CNI plugin")
