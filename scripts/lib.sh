@@ -1,8 +1,9 @@
 # Shared by scripts/*: package installation and namespace cleanup. Sourced, not run.
 
 # Debian packages the build and the tests need. ip/nft/bridge/ping/socat are for verification in
-# tests and the demo's printouts only; the product talks netlink through libmnl/libnftnl.
-KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat)
+# tests only; the product talks netlink through libmnl/libnftnl. containernetworking-plugins brings
+# the reference CNI plugins (/usr/lib/cni) for the interoperability tests and the CNI benchmark.
+KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat containernetworking-plugins)
 
 keel_install_packages() {
   local missing=()

@@ -35,7 +35,8 @@ public struct CNIRunner: Sendable {
     /// One plugin invocation.
     public func run(_ plugin: String, _ command: String, containerID: String = "", netns: String? = nil, ifName: String = "eth0",
                     args: String? = nil, config: String, extraEnvironment: [String: String] = [:]) throws -> CNIInvocationResult {
-        var env = ["CNI_COMMAND": command, "CNI_PATH": path.joined(separator: ":")]
+        // Only what a runtime passes: the CNI variables and a PATH (plugins exec helpers such as iptables).
+        var env = ["CNI_COMMAND": command, "CNI_PATH": path.joined(separator: ":"), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
         if !containerID.isEmpty { env["CNI_CONTAINERID"] = containerID }
         if let netns { env["CNI_NETNS"] = netns }
         if !ifName.isEmpty { env["CNI_IFNAME"] = ifName }

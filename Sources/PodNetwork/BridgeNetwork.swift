@@ -172,7 +172,16 @@ public struct BridgeNetwork {
     public func delete(_ request: CNIRequest) throws {
         let config = try BridgeConfig(request)
         var failures: [any Error] = []
-        do { try IPAMDelegate.del(type: config.ipamType, request: request) } catch { failures.append(error) }
+        // The IPAM plugin (a process) releases the addresses while this one talks to the kernel.
+        let ipamRelease = InBackground { try IPAMDelegate.del(type: config.ipamType, request: request) }
+        if config.ipMasq {
+            // Before the link: deleted set elements are freed after an RCU grace period, and closing
+            // the nftables socket waits for that (~20 ms); the veth deletion below covers the wait.
+            do {
+                let owner = Masquerade.Owner(network: request.config.name, containerID: request.containerID, ifName: request.ifName)
+                try Masquerade(socket: nftSocket()).remove(owner: owner)
+            } catch { failures.append(error) }
+        }
         if let path = request.netns, !path.isEmpty {
             do {
                 let ns = try NetworkNamespace(path: path)
@@ -188,12 +197,7 @@ public struct BridgeNetwork {
                 failures.append(error)
             }
         }
-        if config.ipMasq {
-            do {
-                let owner = Masquerade.Owner(network: request.config.name, containerID: request.containerID, ifName: request.ifName)
-                try Masquerade(socket: nftSocket()).remove(owner: owner)
-            } catch { failures.append(error) }
-        }
+        if let error = ipamRelease.wait() { failures.insert(error, at: 0) }
         if !failures.isEmpty { throw PodNetworkError.many(failures) }
     }
 

@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks, side by side with iproute2 and nft doing the same work in the same run.",
         discussion: "Every run happens in fresh namespaces named keel-bench-<pid>-*, removed afterwards.")
 
-    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map).")
+    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map) or cni (bridge + host-local against the reference plugins).")
     var suite: String = "netlink"
 
     @Option(help: "Veth pairs to create and delete.")
@@ -24,14 +24,25 @@ struct Bench: ParsableCommand {
     @Option(help: "Runs of each measurement; the median is printed.")
     var runs = 3
 
+    @Option(help: "cni: sequential ADD/CHECK/DEL rounds (and VERSION runs).")
+    var pods = 50
+
+    @Option(help: "cni: ADDs started at once.")
+    var concurrent = 20
+
     func validate() throws {
-        guard suite == "netlink" else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink)") }
+        guard ["netlink", "cni"].contains(suite) else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni)") }
         guard vethPairs > 0, routes > 0, elements > 0, runs > 0 else { throw ValidationError("counts must be positive") }
     }
 
     func run() throws {
         try NetnsLab.with(prefix: "keel-bench") { lab in
             var table = BenchTable()
+            if suite == "cni" {
+                try CNIBench(lab: lab, sequential: pods, concurrent: concurrent).run(into: &table)
+                print(table.renderedDistributions())
+                return
+            }
             let bench = NetlinkBench(lab: lab, runs: runs)
             try bench.veths(count: vethPairs, into: &table)
             try bench.routes(count: routes, into: &table)
@@ -45,6 +56,7 @@ struct Bench: ParsableCommand {
 struct BenchTable {
     struct Row { var work: String; var keel: Double; var reference: Double; var referenceName: String }
     var rows: [Row] = []
+    var distributions: [(work: String, keel: [Double], reference: [Double], referenceName: String)] = []
 
     mutating func add(_ work: String, keel: Double, reference: Double, referenceName: String) {
         rows.append(Row(work: work, keel: keel, reference: reference, referenceName: referenceName))
@@ -57,6 +69,21 @@ struct BenchTable {
         for r in rows {
             out += "\(pad(r.work, 52)) \(ms(r.keel)) \(ms(r.reference)) \(pad(r.referenceName, 14)) \(format2(r.reference / r.keel))x\n"
         }
+        return out
+    }
+}
+
+extension BenchTable {
+    /// Median and p90 per side, and the Keel/reference ratio of the medians (lower is better).
+    func renderedDistributions() -> String {
+        func ms(_ s: Double) -> String { pad(format2(s * 1000) + " ms", 11) }
+        var out = "\(pad("operation", 30)) \(pad("Keel p50", 11)) \(pad("Keel p90", 11)) \(pad("ref p50", 11)) \(pad("ref p90", 11)) Keel/ref\n"
+        out += String(repeating: "-", count: 95) + "\n"
+        for d in distributions {
+            let k50 = percentile(d.keel, 0.5), r50 = percentile(d.reference, 0.5)
+            out += "\(pad(d.work, 30)) \(ms(k50)) \(ms(percentile(d.keel, 0.9))) \(ms(r50)) \(ms(percentile(d.reference, 0.9))) \(format2(k50 / r50))x\n"
+        }
+        if let name = distributions.first?.referenceName { out += "reference: \(name) (Debian), same config, same run\n" }
         return out
     }
 }
