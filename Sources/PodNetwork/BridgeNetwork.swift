@@ -25,8 +25,13 @@ public struct BridgeNetwork {
         if (try? pod.link(.name(ifName))) != nil {                 // lookup failure means "absent", the case we want
             throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\(ifName) already exists in \(podNS.path)")
         }
-        let bridge = try ensureBridge(config)                     // shared: ensured, never rolled back
         return try withRollback { rollback in
+            // The IPAM plugin (a child process) allocates while this process builds the links.
+            let allocation = InBackground { try IPAMDelegate.add(type: config.ipamType, request: request) }
+            rollback.onFailure("release addresses (\(config.ipamType) DEL)") {
+                if case .success = allocation.wait() { try IPAMDelegate.del(type: config.ipamType, request: request) }
+            }
+            let bridge = try ensureBridge(config)                 // shared: ensured, never rolled back
             let hostEnd = try createVeth(config, bridge: bridge, podName: ifName, podNS: podNS)
             rollback.onFailure("delete \(hostEnd.name)") { try host.deleteLink(.index(hostEnd.index)) }
             if config.hairpinMode || config.portIsolation {
@@ -36,8 +41,7 @@ public struct BridgeNetwork {
                 }
             }
 
-            var ipam = try IPAMDelegate.add(type: config.ipamType, request: request)
-            rollback.onFailure("release addresses (\(config.ipamType) DEL)") { try IPAMDelegate.del(type: config.ipamType, request: request) }
+            var ipam = try allocation.value()
             guard !ipam.ips.isEmpty else { throw PodNetworkError.ipamReturnedNoAddress(ipamType: config.ipamType) }
 
             let podLink = try configurePod(pod, ifName: ifName, result: &ipam, config: config)
@@ -197,7 +201,7 @@ public struct BridgeNetwork {
                 failures.append(error)
             }
         }
-        if let error = ipamRelease.wait() { failures.insert(error, at: 0) }
+        if case let .failure(error) = ipamRelease.wait() { failures.insert(error, at: 0) }
         if !failures.isEmpty { throw PodNetworkError.many(failures) }
     }
 
@@ -210,7 +214,8 @@ public struct BridgeNetwork {
         guard let prev = request.config.prevResult else {
             throw PodNetworkError.invalidConfig(field: "prevResult", reason: "CHECK needs the result of the ADD")
         }
-        try IPAMDelegate.check(type: config.ipamType, request: request)
+        let ipamCheck = InBackground { try IPAMDelegate.check(type: config.ipamType, request: request) }
+        defer { _ = ipamCheck.wait() }
         let (_, pod) = try openPod(request.netns)
         let bridge = try kernel { () throws(NetlinkError) in try host.link(.name(config.bridge)) }
         guard bridge.kind == "bridge" else { throw PodNetworkError.notABridge(name: config.bridge.value, kind: bridge.kind ?? "device") }
@@ -254,6 +259,7 @@ public struct BridgeNetwork {
                 throw PodNetworkError.checkFailed("no masquerade entry for \(ip.address.address)")
             }
         }
+        try ipamCheck.value()
     }
 
     // MARK: - GC and STATUS

@@ -1,32 +1,40 @@
 import Glibc
 
-/// Runs a throwing closure on its own thread; `wait()` joins it and returns its error, if any.
-/// For overlapping a child process (the IPAM plugin) with kernel work in the same DEL.
-final class InBackground: @unchecked Sendable {
+/// Runs a throwing closure on its own thread; `wait()` joins it and returns its result.
+/// Used to overlap the IPAM plugin (a child process) with kernel work in the same ADD/DEL/CHECK.
+final class InBackground<T>: @unchecked Sendable {
     private var thread = pthread_t()
-    private var error: (any Error)?
-    private let body: () throws -> Void
+    private var result: Result<T, any Error>?
     private var joined = false
 
-    init(_ body: @escaping () throws -> Void) {
-        self.body = body
-        let me = Unmanaged.passRetained(self).toOpaque()
+    init(_ body: @escaping () throws -> T) {
+        // A C thread entry cannot capture a generic context: hand it a non-generic box.
+        let start = ThreadStart { [unowned self] in self.result = Result { try body() } }
+        let box = Unmanaged.passRetained(start).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in
-            let task = Unmanaged<InBackground>.fromOpaque(raw!).takeRetainedValue()
-            do { try task.body() } catch { task.error = error }
+            Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue().run()
             return nil
-        }, me)
+        }, box)
         if rc != 0 {
-            Unmanaged<InBackground>.fromOpaque(me).release()
+            Unmanaged<ThreadStart>.fromOpaque(box).release()
             joined = true
-            do { try body() } catch { self.error = error }   // no thread: run it here instead
+            result = Result { try body() }   // no thread to be had: run it here instead
         }
     }
 
-    func wait() -> (any Error)? {
+    /// Joins the thread (once) and returns what the closure returned or threw.
+    func wait() -> Result<T, any Error> {
         if !joined { pthread_join(thread, nil); joined = true }
-        return error
+        return result!
     }
 
+    /// The closure's value, or its error rethrown.
+    func value() throws -> T { try wait().get() }
+
     deinit { _ = wait() }
+}
+
+private final class ThreadStart {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
 }
