@@ -45,6 +45,7 @@ let package = Package(
         .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "NetAddress"]),
         .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
+        .testTarget(name: "PodNetworkTests", dependencies: ["PodNetwork", "CNI", "NFTables", "NetAddress"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", .product(name: "SystemPackage", package: "swift-system")]),
     ]
 )
