@@ -18,6 +18,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
@@ -33,6 +35,11 @@ let package = Package(
         .executableTarget(name: "bridge", dependencies: ["CNI", "PodNetwork"]),
         .executableTarget(name: "host-local", dependencies: ["CNI", "IPAM"]),
         .executableTarget(name: "loopback", dependencies: ["CNI", "PodNetwork"]),
+        // Kubernetes objects Keel reads, the store and its sources (manifest folder; later the API).
+        // keeld only: plugins never link it (YAML).
+        .target(name: "Cluster", dependencies: [
+            "NetAddress", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+        ]),
         // Namespaces, veth between them, processes and traffic probes inside them. Used by the
         // integration tests, the demo and the benchmark alike: one implementation, never linked by plugins.
         .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),
@@ -45,6 +52,7 @@ let package = Package(
         .testTarget(name: "NFTablesTests", dependencies: ["NFTables", "NetAddress"]),
         .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
         .testTarget(name: "PodNetworkTests", dependencies: ["PodNetwork", "CNI", "NFTables", "NetAddress"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", .product(name: "SystemPackage", package: "swift-system")]),
     ]
