@@ -41,6 +41,7 @@ struct BridgeNet {
     var subnet = "10.244.1.0/24"
     var rangeStart: String?
     var rangeEnd: String?
+    var gateway: String?
     var dataDir: String
     var ipMasq = true
     var isDefaultGateway = true
@@ -53,6 +54,7 @@ struct BridgeNet {
         var range: [String: Any] = ["subnet": subnet]
         range["rangeStart"] = rangeStart
         range["rangeEnd"] = rangeEnd
+        range["gateway"] = gateway
         var ipam: [String: Any] = ["ranges": [[range]], "dataDir": dataDir]
         ipam["type"] = ipamType
         if !ipamRoutes.isEmpty { ipam["routes"] = ipamRoutes }
@@ -104,18 +106,22 @@ func reservationFiles(in directory: String) -> [String: String] {
 }
 
 /// Everything a plugin run could leave in the node: links, addresses, routes and sysctls (the
-/// harness's fingerprint), the whole `inet keel-cni` table, and the IPAM reservations.
+/// harness's fingerprint), the whole `inet keel-cni` table, and the IPAM reservations of every
+/// network under `dataDir` (keyed `<network>/<address>`).
 struct NodeState: Equatable, CustomStringConvertible {
     var network: [String]
     var keelTable: Ruleset?
     var reservations: [String: String]
 
-    init(_ node: LabNamespace, reservationDirectory: String) throws {
+    init(_ node: LabNamespace, dataDir: String) throws {
         // IPv6 link-local addresses are the kernel's, derived from a MAC that a bridge recomputes as
         // ports come and go; they are not something a plugin made.
         network = try NamespaceFingerprint.read(node.route, namespace: node.namespace).lines.filter { !$0.contains(" fe80:") }
         keelTable = try node.run { try NFTablesSocket() }.table(named: "keel-cni", family: .inet)
-        reservations = reservationFiles(in: reservationDirectory)
+        reservations = [:]
+        for network in (try? FileManager.default.contentsOfDirectory(atPath: dataDir)) ?? [] {   // none yet: no reservations
+            for (address, content) in reservationFiles(in: dataDir + "/" + network) { reservations[network + "/" + address] = content }
+        }
     }
 
     func difference(to other: NodeState) -> String {
@@ -268,6 +274,40 @@ struct BridgePluginTests {
         }
     }
 
+    @Test func dualStackPodsGetOneAddressPerFamilyAndReachEachOtherOverBoth() throws {
+        try withScratchDirectory("dual") { dataDir in
+            try NetnsLab.with(prefix: "keel-t") { lab in
+                let node = try lab.namespace("dual-node"), p1 = try lab.namespace("dual-p1"), p2 = try lab.namespace("dual-p2")
+                let runner = CNIRunner(node: node, path: keel)
+                var object = BridgeNet(dataDir: dataDir).object
+                object["ipam"] = ["type": "host-local", "dataDir": dataDir,
+                                  "ranges": [[["subnet": "10.244.1.0/24"]], [["subnet": "fd00:10:244:1::/64"]]]]
+                let config = try jsonText(object)
+                let r1 = try AddResult(runner.add("bridge", pod: p1, containerID: "c1", config: config))
+                let r2 = try AddResult(runner.add("bridge", pod: p2, containerID: "c2", config: config))
+                for r in [r1, r2] {
+                    #expect(r.ips.map(\.family) == [.ipv4, .ipv6], "\(r.object)")
+                    #expect(r.gateways == [IPAddress("10.244.1.1")!, IPAddress("fd00:10:244:1::1")!])
+                }
+                let v6a = try #require(r1.ips.last?.address), v6b = try #require(r2.ips.last?.address)
+                #expect(v6a != v6b)
+                // Both routes are in the pods (isDefaultGateway), and v6 works without waiting for DAD.
+                #expect(try p1.route.routes().contains { $0.destination == CIDR("::/0")! && $0.gateway == IPAddress("fd00:10:244:1::1") })
+                #expect(try TrafficProbe.ping(from: p1, to: v6b))
+                #expect(try TrafficProbe.ping(from: p2, to: IPAddress("fd00:10:244:1::1")!))
+                #expect(try TrafficProbe.ping(from: p2, to: try #require(r1.address)))
+                // Masquerade holds both addresses of each pod; DEL takes both away.
+                let table = try node.run { try NFTablesSocket() }.table(named: "keel-cni", family: .inet)
+                let v6Masq = Set((table?.set("masq-v6", in: Table(.inet, "keel-cni"))?.elements ?? []).compactMap { $0.key.first.flatMap { IPAddress(bytes: $0.bytes) } })
+                #expect(v6Masq == [v6a, v6b])
+                #expect(try runner.del("bridge", pod: p1, containerID: "c1", config: config).succeeded)
+                #expect(Set(reservationFiles(in: dataDir + "/keelnet").keys) == Set(r2.ips.map { $0.address.description }))
+                let after = try node.run { try NFTablesSocket() }.table(named: "keel-cni", family: .inet)
+                #expect(after?.set("masq-v6", in: Table(.inet, "keel-cni"))?.elements.count == 1)
+            }
+        }
+    }
+
     @Test func checkPassesThenFailsAfterAnAddressIsRemovedByHand() throws {
         try withScratchDirectory("check") { dataDir in
             try NetnsLab.with(prefix: "keel-t") { lab in
@@ -290,6 +330,21 @@ struct BridgePluginTests {
                 #expect(!failed.succeeded)
                 #expect(failed.errorCode == 999, "\(failed)")
                 #expect(failed.stdout.contains("lacks address \(result.ips[0])"), "\(failed)")
+
+                // More pods: CHECK also notices a reservation that is gone, and a missing masquerade entry.
+                let pod2 = try lab.namespace("chk-pod2"), pod3 = try lab.namespace("chk-pod3")
+                let r2 = try AddResult(runner.add("bridge", pod: pod2, containerID: "c2", config: net.json()))
+                let r3 = try AddResult(runner.add("bridge", pod: pod3, containerID: "c3", config: net.json()))
+                let check2 = try net.json(adding: ["prevResult": r2.object]), check3 = try net.json(adding: ["prevResult": r3.object])
+                #expect(try runner.check("bridge", pod: pod2, containerID: "c2", config: check2).succeeded)
+                #expect(try runner.check("bridge", pod: pod3, containerID: "c3", config: check3).succeeded)
+                let a2 = try #require(r2.address), a3 = try #require(r3.address)
+                try FileManager.default.removeItem(atPath: net.reservationDirectory + "/" + a2.description)
+                let noLease = try runner.check("bridge", pod: pod2, containerID: "c2", config: check2)
+                #expect(noLease.errorCode == 999 && noLease.stdout.contains("failed to find address added by container c2"), "\(noLease)")
+                try node.check(["nft", "delete", "element", "inet", "keel-cni", "masq-v4", "{ \(a3) }"])
+                let noMasq = try runner.check("bridge", pod: pod3, containerID: "c3", config: check3)
+                #expect(noMasq.errorCode == 999 && noMasq.stdout.contains("no masquerade entry for \(a3)"), "\(noMasq)")
             }
         }
     }
@@ -302,7 +357,7 @@ struct BridgePluginTests {
                 let net = BridgeNet(dataDir: dataDir)
                 // A first pod makes the shared objects (bridge, gateway address, table) that DEL keeps.
                 _ = try AddResult(runner.add("bridge", pod: p0, containerID: "c0", config: net.json()))
-                let before = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let before = try NodeState(node, dataDir: dataDir)
                 let podBefore = try linkNames(pod)
 
                 let r = try AddResult(runner.add("bridge", pod: pod, containerID: "c1", config: net.json()))
@@ -313,7 +368,7 @@ struct BridgePluginTests {
                 #expect(reservationFiles(in: net.reservationDirectory)[address.description] == "c1\r\neth0")
                 #expect(try masqueradedAddresses(node).contains(address))
                 // The comparison sees what an ADD makes (else "unchanged" below would prove nothing).
-                let added = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let added = try NodeState(node, dataDir: dataDir)
                 #expect(added != before)
                 #expect(added.difference(to: before).contains("- link \(veth) kind=veth"), "\(added.difference(to: before))")
 
@@ -321,7 +376,7 @@ struct BridgePluginTests {
                 #expect(del.succeeded, "\(del)")
                 #expect(try !linkNames(node).contains(veth))
                 #expect(try linkNames(pod) == podBefore)
-                let after = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let after = try NodeState(node, dataDir: dataDir)
                 #expect(after == before, "\(before.difference(to: after))")
 
                 // Again, without CNI_NETNS, and after the namespace is gone: all success, nothing changes.
@@ -332,7 +387,7 @@ struct BridgePluginTests {
                 try NetworkNamespace.delete(named: pod.name)
                 let goneNetns = try runner.del("bridge", pod: pod, containerID: "c1", config: net.json())
                 #expect(goneNetns.succeeded, "\(goneNetns)")
-                let end = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let end = try NodeState(node, dataDir: dataDir)
                 #expect(end == before, "\(before.difference(to: end))")
             }
         }
@@ -350,7 +405,7 @@ struct BridgePluginTests {
                 // Shared objects (bridge, gateway address, masquerade table) exist before, as on a live node.
                 let first = try AddResult(runner.add("bridge", pod: p0, containerID: "c0", config: net.json()))
                 if firstPodTakesLastAddress { #expect(first.address == IPAddress("10.244.1.10")) }
-                let before = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let before = try NodeState(node, dataDir: dataDir)
                 let podBefore = try linkNames(pod)
 
                 var bad = net
@@ -360,7 +415,7 @@ struct BridgePluginTests {
                 #expect(run.errorCode == expectedCode, "\(run)")
                 #expect(run.stdout.contains(expectedMessage), "\(run)")
 
-                let after = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let after = try NodeState(node, dataDir: dataDir)
                 #expect(after == before, "\(before.difference(to: after))")
                 #expect(try linkNames(pod) == podBefore)
                 #expect(try masqueradedAddresses(node) == Set([first.address].compactMap { $0 }))
@@ -377,6 +432,13 @@ struct BridgePluginTests {
     @Test func addThatFailsOnAnExhaustedRangeLeavesNoVethNoReservationNoRule() throws {
         try expectLateFailureLeavesNothing(tag: "exh", failing: { _ in }, firstPodTakesLastAddress: true,
                                            expectedCode: 999, expectedMessage: "no IP addresses available")
+    }
+
+    @Test func addThatFailsOnAGatewayConflictOnTheBridgeLeavesNoVethNoReservationNoRule() throws {
+        // A second network on the same bridge and subnet with another gateway: the pod is configured,
+        // then the bridge refuses the second gateway address (no forceAddress).
+        try expectLateFailureLeavesNothing(tag: "gwc", failing: { $0.name = "othernet"; $0.gateway = "10.244.1.254" },
+                                           expectedCode: 999, expectedMessage: "kbr0 already has an IP address 10.244.1.1/24 different from 10.244.1.254/24")
     }
 
     @Test func fiftyConcurrentAddsGetFiftyDistinctAddresses() throws {
@@ -454,6 +516,8 @@ struct BridgePluginTests {
     /// what its message must name.
     struct Malformed: CustomTestStringConvertible, Sendable {
         var name: String
+        /// Names this case's namespaces, unique even if the cases ever run in parallel.
+        var tag: String
         var code: Int
         var mentions: String
         /// Replaces the config text (nil: the good config).
@@ -470,26 +534,26 @@ struct BridgePluginTests {
     }
 
     static let malformed: [Malformed] = [
-        Malformed(name: "bad JSON", code: 6, mentions: "not valid JSON",
+        Malformed(name: "bad JSON", tag: "mf-json", code: 6, mentions: "not valid JSON",
                   config: { _ in #"{"cniVersion": "1.0.0", "name": "keelnet", "type": "bridge", "# }),
-        Malformed(name: "unknown cniVersion", code: 1, mentions: "9.9.9",
+        Malformed(name: "unknown cniVersion", tag: "mf-ver", code: 1, mentions: "9.9.9",
                   config: { n in var n = n; n.cniVersion = "9.9.9"; return try n.json() }),
-        Malformed(name: "invalid CIDR", code: 7, mentions: "ipam.ranges[0][0].subnet",
+        Malformed(name: "invalid CIDR", tag: "mf-cidr", code: 7, mentions: "ipam.ranges[0][0].subnet",
                   config: { n in var n = n; n.subnet = "10.244.1.0/33"; return try n.json() }, createsBridgeOnFreshNode: true),
-        Malformed(name: "missing ipam type", code: 7, mentions: "ipam.type",
+        Malformed(name: "missing ipam type", tag: "mf-ipam", code: 7, mentions: "ipam.type",
                   config: { n in var n = n; n.ipamType = nil; return try n.json() }),
-        Malformed(name: "bad ifname (too long)", code: 4, mentions: "interface name is too long", ifName: "eth0-much-too-long"),
-        Malformed(name: "bad ifname (slash)", code: 4, mentions: "eth/0", ifName: "eth/0"),
-        Malformed(name: "missing netns (CNI_NETNS unset)", code: 4, mentions: "CNI_NETNS", netns: nil),
-        Malformed(name: "missing netns (no such path)", code: 8, mentions: "/run/netns/keel-t-no-such-namespace",
+        Malformed(name: "bad ifname (too long)", tag: "mf-iflen", code: 4, mentions: "interface name is too long", ifName: "eth0-much-too-long"),
+        Malformed(name: "bad ifname (slash)", tag: "mf-ifslash", code: 4, mentions: "eth/0", ifName: "eth/0"),
+        Malformed(name: "missing netns (CNI_NETNS unset)", tag: "mf-nons", code: 4, mentions: "CNI_NETNS", netns: nil),
+        Malformed(name: "missing netns (no such path)", tag: "mf-nopath", code: 8, mentions: "/run/netns/keel-t-no-such-namespace",
                   netns: "/run/netns/keel-t-no-such-namespace"),
     ]
 
     @Test(arguments: malformed)
     func malformedAddReturnsTheExactCodeAndChangesNothing(_ m: Malformed) throws {
-        try withScratchDirectory("bad") { dataDir in
+        try withScratchDirectory(m.tag) { dataDir in
             try NetnsLab.with(prefix: "keel-t") { lab in
-                let node = try lab.namespace("bad-node"), p0 = try lab.namespace("bad-p0"), pod = try lab.namespace("bad-pod")
+                let node = try lab.namespace("\(m.tag)-node"), p0 = try lab.namespace("\(m.tag)-p0"), pod = try lab.namespace("\(m.tag)-pod")
                 let runner = CNIRunner(node: node, path: keel)
                 let net = BridgeNet(dataDir: dataDir)
                 let podBefore = try linkNames(pod)
@@ -508,9 +572,9 @@ struct BridgePluginTests {
                 }
 
                 // A fresh node.
-                let fresh = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let fresh = try NodeState(node, dataDir: dataDir)
                 try malformedAdd()
-                let afterFresh = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let afterFresh = try NodeState(node, dataDir: dataDir)
                 if m.createsBridgeOnFreshNode {
                     #expect(fresh.difference(to: afterFresh) == "+ link kbr0 kind=bridge mtu=1500 up=true master=-")
                 } else {
@@ -519,9 +583,9 @@ struct BridgePluginTests {
 
                 // A node with a pod on the network already.
                 _ = try AddResult(runner.add("bridge", pod: p0, containerID: "c0", config: net.json()))
-                let before = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let before = try NodeState(node, dataDir: dataDir)
                 try malformedAdd()
-                let after = try NodeState(node, reservationDirectory: net.reservationDirectory)
+                let after = try NodeState(node, dataDir: dataDir)
                 #expect(after == before, "\(before.difference(to: after))")
             }
         }
