@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "bridge", targets: ["bridge"]),
         .executable(name: "host-local", targets: ["host-local"]),
         .executable(name: "loopback", targets: ["loopback"]),
+        .executable(name: "host-gw", targets: ["host-gw"]),
+        .executable(name: "vxlan", targets: ["vxlan"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,11 +37,15 @@ let package = Package(
         .executableTarget(name: "bridge", dependencies: ["CNI", "PodNetwork"]),
         .executableTarget(name: "host-local", dependencies: ["CNI", "IPAM"]),
         .executableTarget(name: "loopback", dependencies: ["CNI", "PodNetwork"]),
+        .executableTarget(name: "host-gw", dependencies: ["CNI", "PodNetwork"]),
+        .executableTarget(name: "vxlan", dependencies: ["CNI", "PodNetwork"]),
         // Kubernetes objects Keel reads, the store and its sources (manifest folder; later the API).
         // keeld only: plugins never link it (YAML).
         .target(name: "Cluster", dependencies: [
             "NetAddress", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
+        // Pure: (nodes, this node) -> peer routes / FDB / neighbours; plus the sync that applies them.
+        .target(name: "Routes", dependencies: ["Netlink", "NetAddress"]),
         // Namespaces, veth between them, processes and traffic probes inside them. Used by the
         // integration tests, the demo and the benchmark alike: one implementation, never linked by plugins.
         .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),
@@ -53,6 +59,7 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
+        .testTarget(name: "RoutesTests", dependencies: ["Routes", "Netlink", "NetAddress"]),
         .testTarget(name: "PodNetworkTests", dependencies: ["PodNetwork", "CNI", "NFTables", "NetAddress"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", .product(name: "SystemPackage", package: "swift-system")]),
     ]

@@ -20,6 +20,36 @@ extension RouteSocket {
         }
     }
 
+    /// Makes sure a link like `spec` exists: created if missing; an existing one of another kind, or
+    /// a VXLAN device with other VNI/port/local/underlay/learning settings, is deleted and recreated;
+    /// MTU, MAC and up state are then set as `spec` says. Safe to call from concurrent processes.
+    /// Kernel: RTM_GETLINK, then RTM_NEWLINK / RTM_DELLINK / RTM_SETLINK as needed.
+    @discardableResult
+    public func ensureLink(_ spec: LinkSpec) throws(NetlinkError) -> Link {
+        var existing: Link?
+        do { existing = try link(.name(spec.name)) } catch where error.errno == .operationNotSupportedByDevice { existing = nil }
+        if let current = existing, !Self.matches(current, spec) {
+            do { try deleteLink(.index(current.index)) } catch where error.isAlreadyGone {}
+            existing = nil
+        }
+        guard var current = existing else {
+            do { return try createLink(spec) } catch where error.isAlreadyExists {
+                return try ensureLink(spec)   // another process created it first: check what it made
+            }
+        }
+        if let mtu = spec.mtu, current.mtu != mtu { try setMTU(.index(current.index), mtu) }
+        if let mac = spec.mac, current.mac != mac { try setMAC(.index(current.index), mac) }
+        if spec.up && !current.isUp { try setUp(.index(current.index)) }
+        current = try link(.index(current.index))
+        return current
+    }
+
+    static func matches(_ link: Link, _ spec: LinkSpec) -> Bool {
+        guard link.kind == spec.kind.kindName else { return false }
+        if case .vxlan(let want) = spec.kind { return link.vxlan == want }
+        return true
+    }
+
     /// Deletes a link (a veth takes its peer along). Throws ENODEV (`isAlreadyGone`) if missing.
     /// Kernel: RTM_DELLINK. Same as `ip link del`.
     public func deleteLink(_ ref: LinkRef) throws(NetlinkError) {

@@ -19,6 +19,9 @@ public struct BridgeConfig: Sendable {
     /// The MAC for the pod interface, from runtimeConfig.mac or args.cni.mac.
     public var mac: MACAddress?
     public var ipamType: String
+    /// Destinations pod traffic reaches with its own source address (not a reference field: the
+    /// overlay plugins set the cluster CIDR here). Empty: the pod's own subnet.
+    public var unmasqueraded: [CIDR] = []
 
     /// Decodes and validates `request`'s config. Throws before anything is created.
     public init(_ request: CNIRequest) throws {

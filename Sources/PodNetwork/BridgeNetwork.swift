@@ -17,7 +17,11 @@ public struct BridgeNetwork {
     // MARK: - ADD
 
     public func add(_ request: CNIRequest) throws -> CNIResult {
-        let config = try BridgeConfig(request)                     // bad input throws before anything exists
+        try add(request, config: BridgeConfig(request))            // bad input throws before anything exists
+    }
+
+    /// ADD with a config built by the caller (the overlay plugins derive theirs from the node file).
+    public func add(_ request: CNIRequest, config: BridgeConfig) throws -> CNIResult {
         let (podNS, pod) = try openPod(request.netns)
         guard let ifName = InterfaceName(request.ifName) else {
             throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\"\(request.ifName)\" is not a valid interface name")
@@ -49,7 +53,7 @@ public struct BridgeNetwork {
             if config.ipMasq {
                 let masq = try Masquerade(socket: nftSocket())
                 let owner = Masquerade.Owner(network: request.config.name, containerID: request.containerID, ifName: request.ifName)
-                try masq.add(ipam.ips.map(\.address), owner: owner)
+                try masq.add(ipam.ips.map(\.address), owner: owner, unmasqueraded: config.unmasqueraded)
                 rollback.onFailure("remove masquerade entries") { try masq.remove(owner: owner) }
             }
             let bridgeNow = try kernel { () throws(NetlinkError) in try host.link(.index(bridge.index)) }
@@ -174,7 +178,10 @@ public struct BridgeNetwork {
     /// masquerade entries. Missing netns, interface or reservation count as done; other failures are
     /// collected and reported together after every step was tried.
     public func delete(_ request: CNIRequest) throws {
-        let config = try BridgeConfig(request)
+        try delete(request, config: BridgeConfig(request))
+    }
+
+    public func delete(_ request: CNIRequest, config: BridgeConfig) throws {
         var failures: [any Error] = []
         // The IPAM plugin (a process) releases the addresses while this one talks to the kernel.
         let ipamRelease = InBackground { try IPAMDelegate.del(type: config.ipamType, request: request) }
@@ -210,7 +217,10 @@ public struct BridgeNetwork {
     /// Verifies the pod against `prevResult`: the interface, its addresses and routes, the host end
     /// on the bridge, the masquerade entries; and asks IPAM to check its side.
     public func check(_ request: CNIRequest) throws {
-        let config = try BridgeConfig(request)
+        try check(request, config: BridgeConfig(request))
+    }
+
+    public func check(_ request: CNIRequest, config: BridgeConfig) throws {
         guard let prev = request.config.prevResult else {
             throw PodNetworkError.invalidConfig(field: "prevResult", reason: "CHECK needs the result of the ADD")
         }
@@ -267,7 +277,10 @@ public struct BridgeNetwork {
     /// Lets IPAM release what no valid attachment holds, then drops their masquerade entries.
     public func collectGarbage(_ request: CNIGCRequest) throws {
         let raw = try request.decodeConfig(BridgeConfig.Raw.self)
-        let config = try BridgeConfig(raw, config: request.config)
+        try collectGarbage(request, config: BridgeConfig(raw, config: request.config))
+    }
+
+    public func collectGarbage(_ request: CNIGCRequest, config: BridgeConfig) throws {
         var failures: [any Error] = []
         do { try IPAMDelegate.gc(type: config.ipamType, request: request) } catch { failures.append(error) }
         do {

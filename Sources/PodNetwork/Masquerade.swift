@@ -67,8 +67,9 @@ public struct Masquerade: Sendable {
     static func ownerElement(_ address: CIDR, _ owner: Owner) -> SetElement {
         SetElement([.ip(address.address)], data: owner.value)
     }
-    static func exemptElement(_ address: CIDR) -> SetElement {
-        SetElement([.ip(address.address), .ip(address.network)], to: [.ip(address.address), .ip(address.last)])
+    /// "From this pod to `destination` is not masqueraded."
+    static func exemptElement(_ address: CIDR, _ destination: CIDR) -> SetElement {
+        SetElement([.ip(address.address), .ip(destination.network)], to: [.ip(address.address), .ip(destination.last)])
     }
 
     // MARK: - Kernel
@@ -100,8 +101,10 @@ public struct Masquerade: Sendable {
             && skeleton.sets.allSatisfy { s in current.set(s.name, in: table)?.definition == s.definition }
     }
 
-    /// Masquerades traffic from `addresses` leaving their subnets.
-    public func add(_ addresses: [CIDR], owner: Owner) throws {
+    /// Masquerades traffic from `addresses` leaving their subnets, or, when `unmasqueraded` names
+    /// prefixes (the cluster CIDR of an overlay), leaving those prefixes: pod-to-pod traffic across
+    /// nodes keeps its source address.
+    public func add(_ addresses: [CIDR], owner: Owner, unmasqueraded: [CIDR] = []) throws {
         guard !addresses.isEmpty else { return }
         try ensureSkeleton()
         var tx = Transaction()
@@ -109,7 +112,11 @@ public struct Masquerade: Sendable {
             let mine = addresses.filter { $0.family == family }
             guard !mine.isEmpty else { continue }
             tx.add(elements: mine.map { Self.ownerElement($0, owner) }, to: Self.ownerMap(family))
-            tx.add(elements: mine.map(Self.exemptElement), to: Self.exemptSet(family))
+            let exempt = mine.flatMap { pod -> [SetElement] in
+                let destinations = unmasqueraded.filter { $0.family == family }
+                return (destinations.isEmpty ? [pod] : destinations).map { Self.exemptElement(pod, $0) }
+            }
+            tx.add(elements: exempt, to: Self.exemptSet(family))
         }
         let firstTry = Result { () throws(NFTablesError) in try socket.apply(tx) }
         guard case let .failure(error) = firstTry else { return }

@@ -95,7 +95,7 @@ let ipam = #""ipam":{"type":"host-local","subnet":"10.244.1.0/24"}"#
     }
 
     @Test func exemptionCoversThePodsOwnSubnet() {
-        let e = Masquerade.exemptElement(CIDR("10.244.1.7/24")!)
+        let e = Masquerade.exemptElement(CIDR("10.244.1.7/24")!, CIDR("10.244.1.7/24")!)
         #expect(e.key == [.ip(IPAddress("10.244.1.7")!), .ip(IPAddress("10.244.1.0")!)])
         #expect(e.keyEnd == [.ip(IPAddress("10.244.1.7")!), .ip(IPAddress("10.244.1.255")!)])
     }
