@@ -52,7 +52,7 @@ public enum NamespaceProcess {
         return fd
     }
 
-    private static func readAll(_ fd: Int32) -> String {
+    static func readAll(_ fd: Int32) -> String {
         lseek(fd, 0, SEEK_SET)
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -64,9 +64,36 @@ public enum NamespaceProcess {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Starts `argv` (inside `namespace`, if given) without waiting: for daemons such as keeld.
+    public static func start(_ argv: [String], in namespace: NetworkNamespace? = nil, environment: [String: String] = [:]) throws -> BackgroundProcess {
+        func launch() throws -> BackgroundProcess {
+            let inFD = try tempFile([]), outFD = try tempFile([]), errFD = try tempFile([])
+            defer { close(inFD) }
+            let pid = try Self.spawn(argv, environment: environment, replace: false, fds: (inFD, outFD, errFD))
+            return BackgroundProcess(pid: pid, command: argv, stdoutFD: outFD, stderrFD: errFD)
+        }
+        if let namespace { return try namespace.run(launch) }
+        return try launch()
+    }
+
     private static func spawnAndWait(_ argv: [String], environment: [String: String], replace: Bool, stdin: [UInt8]) throws -> ProcessResult {
         let inFD = try tempFile(stdin), outFD = try tempFile([]), errFD = try tempFile([])
         defer { close(inFD); close(outFD); close(errFD) }
+        let pid = try spawn(argv, environment: environment, replace: replace, fds: (inFD, outFD, errFD))
+        let exit = waitForExit(pid)
+        return ProcessResult(exitStatus: exit, stdout: readAll(outFD), stderr: readAll(errFD))
+    }
+
+    static func waitForExit(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // WIFEXITED / WEXITSTATUS are macros; decode the status word by hand.
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    private static func spawn(_ argv: [String], environment: [String: String], replace: Bool,
+                              fds: (Int32, Int32, Int32)) throws -> pid_t {
+        let (inFD, outFD, errFD) = fds
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -91,10 +118,54 @@ public enum NamespaceProcess {
         var pid: pid_t = 0
         let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
         guard rc == 0 else { throw ProcessError(command: argv, reason: "posix_spawnp: \(String(cString: strerror(rc)))") }
+        return pid
+    }
+}
+
+/// A process started with `NamespaceProcess.start`. Ended only through this handle, by its PID.
+public final class BackgroundProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let command: [String]
+    private let stdoutFD: Int32, stderrFD: Int32
+    private var exitStatus: Int32?
+
+    init(pid: pid_t, command: [String], stdoutFD: Int32, stderrFD: Int32) {
+        self.pid = pid
+        self.command = command
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
+    }
+
+    /// What it wrote so far.
+    public var stdout: String { NamespaceProcess.readAll(stdoutFD) }
+    public var stderr: String { NamespaceProcess.readAll(stderrFD) }
+
+    /// True while it runs (a finished child is reaped here).
+    public var isRunning: Bool {
+        guard exitStatus == nil else { return false }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        // WIFEXITED / WEXITSTATUS are macros; decode the status word by hand.
-        let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return ProcessResult(exitStatus: exit, stdout: readAll(outFD), stderr: readAll(errFD))
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid { exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f); return false }
+        return r == 0
+    }
+
+    /// Sends `signal` (SIGTERM by default) and waits for the exit; returns the exit status
+    /// (128 + signal if it died of one). Waits at most `timeoutSeconds`, then sends SIGKILL.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, timeoutSeconds: Double = 5) -> Int32 {
+        if let exitStatus { return exitStatus }
+        kill(pid, signal)
+        let deadline = Double(time(nil)) + timeoutSeconds
+        while isRunning {
+            if Double(time(nil)) > deadline { kill(pid, SIGKILL) }
+            usleep(10_000)
+        }
+        return exitStatus ?? -1
+    }
+
+    deinit {
+        if exitStatus == nil { stop(signal: SIGKILL) }
+        close(stdoutFD)
+        close(stderrFD)
     }
 }
