@@ -1,0 +1,27 @@
+/// One object of any kind Keel reads, as the store holds it.
+///
+/// Adding a kind: a case here, its model file, a dictionary in ``ClusterSnapshot`` and a branch in
+/// ``ManifestDecoder``'s kind switch; the store and the sources need no change.
+public enum ClusterObject: Sendable, Hashable {
+    case node(Node)
+
+    public var kind: ObjectKind {
+        switch self {
+        case .node: .node
+        }
+    }
+    public var key: ObjectKey { ObjectKey(kind: kind, namespace: metadata.namespace, name: metadata.name) }
+
+    public var metadata: ObjectMeta {
+        get {
+            switch self {
+            case .node(let n): n.metadata
+            }
+        }
+        set {
+            switch self {
+            case .node(var n): n.metadata = newValue; self = .node(n)
+            }
+        }
+    }
+}

@@ -1,0 +1,290 @@
+import Foundation
+import Yams
+
+/// Turns manifest text (multi-document YAML, or JSON) into validated ``ClusterObject``s and
+/// ``ManifestProblem``s. Pure: no files, no logging.
+///
+/// - A document whose `apiVersion`/`kind` Keel does not read is ignored silently: a manifest folder
+///   may hold Deployments, ConfigMaps or anything else.
+/// - A `v1 List` (what `kubectl get -o yaml` writes) and typed lists such as `NodeList` (what the API
+///   returns, items without `kind`) are unpacked.
+/// - A document of a kind Keel reads but with a bad field becomes a ``ManifestProblem`` and is skipped;
+///   the other documents of the same file are kept.
+///
+/// ## Overlay documents
+///
+/// A file whose name ends in `.keel-overlay.yaml` (or `.keel-overlay.yml`, `.keel-overlay.json`) holds
+/// *overlays*: metadata-only documents (`apiVersion`, `kind`, `metadata.name`, `metadata.namespace`,
+/// `metadata.labels`, `metadata.annotations`) for objects defined in other files. keeld writes them in
+/// manifest mode to publish data, as it would patch annotations through the API server.
+///
+/// ```yaml
+/// # node1.keel-overlay.yaml
+/// apiVersion: v1
+/// kind: Node
+/// metadata:
+///   name: node1
+///   annotations:
+///     keel.dev/vtep-mac: "02:42:0a:00:00:01"
+/// ```
+///
+/// Each overlay's labels and annotations are merged into the object with the same kind, namespace
+/// and name; the overlay wins per key, and overlays are applied in file-name order, so a later file
+/// wins over an earlier one. `spec` and `status` in an overlay are ignored. An overlay whose object
+/// is not defined (or was skipped as malformed) is ignored and is not a problem: keeld may write it
+/// before the object appears.
+public enum ManifestDecoder {
+    /// The kinds the decoder builds objects for. A source lists only these: claiming a complete list
+    /// of a kind it cannot read would make a controller delete everything of that kind.
+    public static let supportedKinds: Set<ObjectKind> = [.node]
+
+    /// True for the names a manifest folder reads: `*.yaml`, `*.yml`, `*.json`.
+    public static func isManifestFile(_ name: String) -> Bool {
+        name.hasSuffix(".yaml") || name.hasSuffix(".yml") || name.hasSuffix(".json")
+    }
+    /// True for overlay files (see "Overlay documents" above).
+    public static func isOverlayFile(_ name: String) -> Bool {
+        [".keel-overlay.yaml", ".keel-overlay.yml", ".keel-overlay.json"].contains { name.hasSuffix($0) }
+    }
+
+    /// Decodes one file's text. Cross-object rules (``validateNodes(_:)``) are applied within the file.
+    public static func decode(_ text: String, file: String) -> (objects: [ClusterObject], problems: [ManifestProblem]) {
+        decode(files: [(name: file, text: text)])
+    }
+
+    /// Decodes a whole set of files as one cluster: files in name order, documents in file order;
+    /// cross-object rules keep the first object in that order; overlays are merged last.
+    public static func decode(files: [(name: String, text: String)], kinds: Set<ObjectKind> = Set(ObjectKind.allCases))
+        -> (objects: [ClusterObject], problems: [ManifestProblem]) {
+        var candidates: [(object: ClusterObject, file: String)] = []
+        var overlays: [MetadataOverlay] = []
+        var problems: [ManifestProblem] = []
+        for file in files.enumerated().sorted(by: { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }) {
+            let decoded = decodeFile(file.element.text, file: file.element.name,
+                                     asOverlays: isOverlayFile(file.element.name))
+            candidates += decoded.objects.filter { kinds.contains($0.kind) }.map { ($0, file.element.name) }
+            overlays += decoded.overlays.filter { kinds.contains($0.key.kind) }
+            problems += decoded.problems.filter { p in p.kind.flatMap(ObjectKind.init(rawValue:)).map(kinds.contains) ?? true }
+        }
+
+        let nodes = validateNodes(candidates.compactMap { c in
+            if case .node(let n) = c.object { (node: n, origin: c.file) } else { nil }
+        })
+        problems += nodes.problems
+        var objects = nodes.valid.map(ClusterObject.node)
+
+        var index: [ObjectKey: Int] = [:]
+        for (i, o) in objects.enumerated() { index[o.key] = i }
+        for overlay in overlays {
+            guard let i = index[overlay.key] else { continue }
+            objects[i].metadata.labels.merge(overlay.labels) { _, new in new }
+            objects[i].metadata.annotations.merge(overlay.annotations) { _, new in new }
+        }
+        return (objects, problems)
+    }
+
+    /// What one file holds, before cross-object rules and overlays.
+    struct DecodedFile {
+        var objects: [ClusterObject] = []
+        var overlays: [MetadataOverlay] = []
+        var problems: [ManifestProblem] = []
+    }
+
+    static func decodeFile(_ text: String, file: String, asOverlays: Bool) -> DecodedFile {
+        var result = DecodedFile()
+        // JSON has no document separator; a line starting with `---` cannot occur in it.
+        let documents = file.hasSuffix(".json") ? [text] : splitDocuments(text)
+        let info: [CodingUserInfoKey: Any] = [.keelOverlayMode: asOverlays]
+        for (i, document) in documents.enumerated() {
+            let number = documents.count > 1 ? i + 1 : nil
+            let entries: [DocumentEntry]
+            do {
+                entries = try YAMLDecoder().decode(ManifestDocument.self, from: document, userInfo: info).entries
+            } catch {
+                let cause = (error as? DecodingError).flatMap(underlyingError) ?? error
+                result.problems.append(ManifestProblem(file: file, objectName: nil, kind: nil, field: "",
+                                                       reason: "not valid YAML: \(cause)", document: number ?? 1))
+                continue
+            }
+            for entry in entries {
+                switch entry {
+                case .object(let o): result.objects.append(o)
+                case .overlay(let o): result.overlays.append(o)
+                case .problem(let kind, let name, let issue):
+                    result.problems.append(ManifestProblem(file: file, objectName: name, kind: kind?.rawValue,
+                                                           field: issue.field, reason: issue.reason,
+                                                           document: name == nil ? (number ?? 1) : number))
+                }
+            }
+        }
+        return result
+    }
+
+    private static func underlyingError(_ e: DecodingError) -> (any Error)? {
+        if case .dataCorrupted(let context) = e { return context.underlyingError }
+        return nil
+    }
+
+    /// Splits multi-document YAML at `---` lines, as kubectl does, so that a syntax error in one
+    /// document does not hide the documents after it (a single libyaml parse stops at the first error).
+    static func splitDocuments(_ text: String) -> [String] {
+        var documents: [String] = []
+        var current: [Substring] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let l = line.hasSuffix("\r") ? line.dropLast() : line
+            if l.hasPrefix("---"), l.count == 3 || l.dropFirst(3).first?.isWhitespace == true {
+                documents.append(current.joined(separator: "\n"))
+                // `--- {a: 1}` puts content on the separator line itself.
+                current = [l.dropFirst(3)]
+            } else {
+                current.append(line)
+            }
+        }
+        documents.append(current.joined(separator: "\n"))
+        // Empty documents (before a leading `---`, or a trailing one) are not documents.
+        return documents.filter { doc in
+            doc.split(separator: "\n").contains { line in
+                let t = line.drop { $0 == " " || $0 == "\t" }
+                return !t.isEmpty && !t.hasPrefix("#") && t != "\r"
+            }
+        }
+    }
+}
+
+/// The labels and annotations of an overlay document (see ``ManifestDecoder``).
+public struct MetadataOverlay: Hashable, Sendable {
+    public var key: ObjectKey
+    public var labels: [String: String]
+    public var annotations: [String: String]
+
+    public init(key: ObjectKey, labels: [String: String] = [:], annotations: [String: String] = [:]) {
+        self.key = key
+        self.labels = labels
+        self.annotations = annotations
+    }
+}
+
+extension CodingUserInfoKey {
+    static let keelOverlayMode = CodingUserInfoKey(rawValue: "keel.overlayMode")!
+}
+
+enum DocumentEntry {
+    case object(ClusterObject)
+    case overlay(MetadataOverlay)
+    case problem(ObjectKind?, name: String?, FieldIssue)
+}
+
+/// One YAML/JSON document, decoded without ever throwing: what it holds becomes entries.
+struct ManifestDocument: Decodable {
+    var entries: [DocumentEntry]
+
+    private enum EnvelopeKeys: String, CodingKey { case apiVersion, kind, metadata, items }
+    private enum NameKeys: String, CodingKey { case name }
+
+    init(from decoder: any Decoder) throws {
+        entries = Self.entries(decoder, impliedKind: nil)
+    }
+
+    private static func entries(_ decoder: any Decoder, impliedKind: ObjectKind?) -> [DocumentEntry] {
+        // A scalar or sequence document is not a Kubernetes object: ignored, like an unknown kind.
+        guard let c = try? decoder.container(keyedBy: EnvelopeKeys.self) else { return [] }
+        let kindText = (try? c.decodeIfPresent(String.self, forKey: .kind)) ?? nil
+        let apiVersion = (try? c.decodeIfPresent(String.self, forKey: .apiVersion)) ?? nil
+        let name = (try? c.nestedContainer(keyedBy: NameKeys.self, forKey: .metadata))
+            .flatMap { (try? $0.decodeIfPresent(String.self, forKey: .name)) ?? nil }
+
+        if let kindText, kindText.hasSuffix("List"), c.contains(.items) {
+            let itemKind = ObjectKind(apiVersion: apiVersion, kind: String(kindText.dropLast(4)))
+            guard kindText == "List" || itemKind != nil,
+                  let items = try? c.superDecoder(forKey: .items), var list = try? items.unkeyedContainer()
+            else { return [] }
+            var result: [DocumentEntry] = []
+            while !list.isAtEnd, let item = try? list.superDecoder() {
+                result += entries(item, impliedKind: itemKind)
+            }
+            return result
+        }
+
+        let kind: ObjectKind
+        if let k = ObjectKind(apiVersion: apiVersion, kind: kindText) {
+            kind = k
+        } else if kindText == nil, apiVersion == nil, let impliedKind {
+            kind = impliedKind
+        } else {
+            if apiVersion == nil, let k = kindText.flatMap(ObjectKind.init(rawValue:)), ManifestDecoder.supportedKinds.contains(k) {
+                return [.problem(k, name: name, FieldIssue(field: "apiVersion", reason: "missing (\(k) is \(k.apiVersion))"))]
+            }
+            return []
+        }
+        guard ManifestDecoder.supportedKinds.contains(kind) else { return [] }
+
+        let base = decoder.codingPath.count
+        func problem(_ error: any Error) -> DocumentEntry {
+            .problem(kind, name: name, (error as? DecodingError).map { issue($0, droppingPrefix: base) }
+                ?? FieldIssue(field: "", reason: "\(error)"))
+        }
+
+        if decoder.userInfo[.keelOverlayMode] as? Bool == true {
+            do {
+                let meta = try OverlayManifest(from: decoder).metadata
+                guard let name = meta?.name, !name.isEmpty else {
+                    return [.problem(kind, name: nil, FieldIssue(field: "metadata.name", reason: "missing"))]
+                }
+                return [.overlay(MetadataOverlay(key: ObjectKey(kind: kind, namespace: meta?.namespace, name: name),
+                                                 labels: meta?.labels ?? [:], annotations: meta?.annotations ?? [:]))]
+            } catch {
+                return [problem(error)]
+            }
+        }
+
+        switch kind {
+        case .node:
+            do {
+                switch Node.validated(try NodeManifest(from: decoder)) {
+                case .success(let node): return [.object(.node(node))]
+                case .failure(let failure): return failure.issues.map { DocumentEntry.problem(kind, name: name, $0) }
+                }
+            } catch {
+                return [problem(error)]
+            }
+        case .service, .endpointSlice, .pod, .namespace, .networkPolicy:
+            return []
+        }
+    }
+
+    /// The field a decoding error points at, relative to the object (`spec.podCIDRs[1]`), and why.
+    private static func issue(_ error: DecodingError, droppingPrefix base: Int) -> FieldIssue {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.dropFirst(base).reduce(into: "") { text, key in
+                if let i = key.intValue { text += "[\(i)]" } else { text += (text.isEmpty ? "" : ".") + key.stringValue }
+            }
+        }
+        switch error {
+        case .typeMismatch(let type, let c):
+            return FieldIssue(field: path(c.codingPath), reason: "expected \(typeName(type))")
+        case .valueNotFound(let type, let c):
+            return FieldIssue(field: path(c.codingPath), reason: "expected \(typeName(type)), found null")
+        case .keyNotFound(let key, let c):
+            return FieldIssue(field: path(c.codingPath + [key]), reason: "missing")
+        case .dataCorrupted(let c):
+            return FieldIssue(field: path(c.codingPath), reason: c.debugDescription)
+        @unknown default:
+            return FieldIssue(field: "", reason: "\(error)")
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Bool.Type: "a boolean"
+        case is [String].Type, is [NodeAddress].Type: "a list"
+        case is [String: String].Type: "a map of strings"
+        default: "\(type)"
+        }
+    }
+}
+
+/// An overlay document: only its metadata is read.
+struct OverlayManifest: Decodable {
+    var metadata: NodeManifest.Metadata?
+}
