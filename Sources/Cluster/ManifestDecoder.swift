@@ -273,13 +273,16 @@ struct ManifestDocument: Decodable {
         }
     }
 
+    /// What was expected, in manifest words. Yams names its node types (`Node.Sequence`) rather than
+    /// the Swift type when the YAML shape is wrong, so both spellings are mapped.
     private static func typeName(_ type: Any.Type) -> String {
         switch type {
-        case is String.Type: "a string"
-        case is Bool.Type: "a boolean"
-        case is [String].Type, is [NodeAddress].Type: "a list"
-        case is [String: String].Type: "a map of strings"
-        default: "\(type)"
+        case is String.Type: return "a string"
+        case is Bool.Type: return "a boolean"
+        case is [String].Type, is [NodeAddress].Type, is Yams.Node.Sequence.Type: return "a list"
+        case is [String: String].Type, is Yams.Node.Mapping.Type: return "a map"
+        case is Yams.Node.Scalar.Type: return "a single value"
+        default: return "\(type)"
         }
     }
 }

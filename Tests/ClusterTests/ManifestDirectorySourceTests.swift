@@ -1,0 +1,156 @@
+import Cluster
+import Foundation
+import Logging
+import NetAddress
+import Synchronization
+import Testing
+
+/// Real files under /tmp and real inotify; every wait has a timeout.
+@Suite struct ManifestDirectorySourceTests {
+    @Test func loadOnceReadsTheFolderAndLogsProblems() async throws {
+        try await withTemporaryFolder { dir in
+            try write(nodeYAML("node1", podCIDR: "10.244.1.0/24", ip: "10.0.0.1"), to: dir + "/a-nodes.yaml")
+            try write(nodeYAML("node2", podCIDR: "10.244.300.0/24", ip: "10.0.0.2") + "---\n"
+                      + nodeYAML("node3", podCIDR: "10.244.3.0/24", ip: "10.0.0.3"), to: dir + "/b-nodes.yml")
+            try write(nodeYAML("node4", podCIDR: "10.244.1.0/24", ip: "10.0.0.4"), to: dir + "/c-dup.yaml")
+            try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+            try write(#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"node5"},"spec":{"podCIDR":"10.244.5.0/24"},"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.5"}]}}"#,
+                      to: dir + "/sub/node5.json")
+            try FileManager.default.createDirectory(atPath: dir + "/..data", withIntermediateDirectories: true)
+            try write(nodeYAML("hidden", podCIDR: "10.244.9.0/24", ip: "10.0.0.9"), to: dir + "/..data/x.yaml")
+            try write(nodeYAML("swap", podCIDR: "10.244.8.0/24", ip: "10.0.0.8"), to: dir + "/.a-nodes.yaml.swp.yaml")
+            try write("not: [yaml", to: dir + "/README.md")
+
+            let (logger, log) = capturingLogger()
+            let store = ClusterStore()
+            let source = ManifestDirectorySource(directory: dir, logger: logger)
+            let problems = source.loadOnce(into: store)
+
+            #expect(Set(store.snapshot().nodes.keys) == ["node1", "node3", "node5"])
+            #expect(store.snapshot().hasListed(.node))
+            #expect(!store.snapshot().hasListed(.service), "kinds the decoder cannot read are never claimed listed")
+            #expect(problems.map { [$0.file, $0.objectName ?? "", $0.field] }
+                    == [["b-nodes.yml", "node2", "spec.podCIDR"], ["c-dup.yaml", "node4", "spec.podCIDR"]])
+            #expect(problems[1].reason.contains("Node \"node1\""))
+
+            let warnings = log.all.filter { $0.level == .warning }
+            #expect(warnings.count == 2)
+            #expect(warnings.first?.metadata["manifest.file"] == "b-nodes.yml")
+            #expect(warnings.first?.metadata["object.kind"] == "Node")
+            #expect(warnings.first?.metadata["object.name"] == "node2")
+            #expect(warnings.first?.metadata["field"] == "spec.podCIDR")
+
+            // A problem that persists is returned again but not logged again.
+            #expect(source.loadOnce(into: store).count == 2)
+            #expect(log.all.filter { $0.level == .warning }.count == 2)
+        }
+    }
+
+    @Test func kindsFilterLeavesOtherKindsAlone() async throws {
+        try await withTemporaryFolder { dir in
+            try write(nodeYAML("node1", podCIDR: "bad", ip: "10.0.0.1"), to: dir + "/n.yaml")
+            let (logger, log) = capturingLogger()
+            let store = ClusterStore()
+            let problems = ManifestDirectorySource(directory: dir, logger: logger, kinds: [.service]).loadOnce(into: store)
+            #expect(problems.isEmpty && !log.all.contains { $0.level >= .warning })
+            #expect(store.snapshot().nodes.isEmpty && !store.snapshot().hasListed(.node))
+        }
+    }
+
+    @Test func missingFolderKeepsTheStore() {
+        let (logger, _) = capturingLogger()
+        let store = ClusterStore()
+        store.upsert(.node(Node(name: "keep", podCIDRs: [], internalIPs: [ip("10.0.0.1")])))
+        let problems = ManifestDirectorySource(directory: "/tmp/keel-no-such-folder-\(UUID())", logger: logger).loadOnce(into: store)
+        #expect(problems.count == 1 && problems[0].reason.hasPrefix("cannot read folder"))
+        #expect(Array(store.snapshot().nodes.keys) == ["keep"] && !store.snapshot().hasListed(.node))
+    }
+
+    @Test func runFollowsWritesRenamesAndDeletes() async throws {
+        try await withTemporaryFolder { dir in
+            try write(nodeYAML("node1", podCIDR: "10.244.1.0/24", ip: "10.0.0.1"), to: dir + "/node1.yaml")
+            let (logger, log) = capturingLogger()
+            let store = ClusterStore()
+            let source = ManifestDirectorySource(directory: dir, logger: logger)
+            let returned = Mutex(false)
+            let run = Task {
+                try await source.run(into: store)
+                returned.withLock { $0 = true }
+            }
+            defer { run.cancel() }
+            func names() -> Set<String> { Set(store.snapshot().nodes.keys) }
+
+            #expect(await eventually(timeout: .seconds(1)) { names() == ["node1"] }, "initial load")
+
+            try write(nodeYAML("node2", podCIDR: "10.244.2.0/24", ip: "10.0.0.2"), to: dir + "/node2.yaml")
+            #expect(await eventually(timeout: .seconds(1)) { names() == ["node1", "node2"] }, "new file (IN_CLOSE_WRITE)")
+
+            // Atomic replace: temp file (skipped, dot-name) renamed over the old one.
+            try write(nodeYAML("node2", podCIDR: "10.244.2.0/24", ip: "10.0.0.22"), to: dir + "/.node2.tmp")
+            try FileManager.default.moveItem(atPath: dir + "/.node2.tmp", toPath: dir + "/node2.yaml.new")
+            _ = rename(dir + "/node2.yaml.new", dir + "/node2.yaml")
+            #expect(await eventually(timeout: .seconds(1)) {
+                store.snapshot().nodes["node2"]?.internalIPs == [ip("10.0.0.22")]
+            }, "rename over (IN_MOVED_TO)")
+
+            try FileManager.default.createDirectory(atPath: dir + "/old", withIntermediateDirectories: true)
+            _ = rename(dir + "/node1.yaml", dir + "/old/node1.txt")
+            #expect(await eventually(timeout: .seconds(1)) { names() == ["node2"] }, "moved away (IN_MOVED_FROM)")
+
+            // A new subfolder is watched too.
+            try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+            try await Task.sleep(for: .milliseconds(300))
+            try write(nodeYAML("node3", podCIDR: "10.244.3.0/24", ip: "10.0.0.3"), to: dir + "/sub/node3.yaml")
+            #expect(await eventually(timeout: .seconds(1)) { names() == ["node2", "node3"] }, "file in new subfolder")
+
+            // A malformed edit skips that node only and names it in the log.
+            try write(nodeYAML("node3", podCIDR: "10.244.3.7/24", ip: "10.0.0.3"), to: dir + "/sub/node3.yaml")
+            #expect(await eventually(timeout: .seconds(1)) { names() == ["node2"] }, "malformed node skipped")
+            #expect(await eventually(timeout: .seconds(1)) {
+                log.all.contains { $0.level == .warning && $0.metadata["object.name"] == "node3" && $0.metadata["field"] == "spec.podCIDR"
+                    && $0.metadata["manifest.file"] == "sub/node3.yaml" }
+            })
+
+            // An overlay written by keeld reaches the object.
+            try write("apiVersion: v1\nkind: Node\nmetadata:\n  name: node2\n  annotations: {keel.dev/x: \"1\"}\n",
+                      to: dir + "/node2.keel-overlay.yaml")
+            #expect(await eventually(timeout: .seconds(1)) {
+                store.snapshot().nodes["node2"]?.metadata.annotations["keel.dev/x"] == "1"
+            }, "overlay merged")
+
+            try FileManager.default.removeItem(atPath: dir + "/node2.yaml")
+            #expect(await eventually(timeout: .seconds(1)) { names().isEmpty }, "deleted (IN_DELETE)")
+
+            // run returns once cancelled: the watcher thread is woken, not left blocked in poll.
+            run.cancel()
+            #expect(await eventually(timeout: .seconds(2)) { returned.withLock { $0 } })
+        }
+    }
+
+    @Test func burstOfWritesIsReadOnceAfterTheDebounce() async throws {
+        try await withTemporaryFolder { dir in
+            let (logger, _) = capturingLogger()
+            let store = ClusterStore()
+            let source = ManifestDirectorySource(directory: dir, logger: logger, debounce: .milliseconds(200))
+            let recorder = EventRecorder(store.events())
+            defer { recorder.cancel() }
+            let run = Task { try await source.run(into: store) }
+            defer { run.cancel() }
+            #expect(await recorder.wait(for: 1, timeout: .seconds(1)) == [.listed(.node)])
+            recorder.clear()
+            for i in 1...20 {
+                try write(nodeYAML("n\(i)", podCIDR: "10.244.\(i).0/24", ip: "10.0.0.\(i)"), to: dir + "/n\(i).yaml")
+            }
+            #expect(await eventually(timeout: .seconds(2)) { store.snapshot().nodes.count == 20 })
+            try await Task.sleep(for: .milliseconds(400))
+            let lists = recorder.all.filter { $0 == .listed(.node) }.count
+            #expect(lists >= 1 && lists <= 3, "20 writes in a burst are read in a few passes, not 20 (\(lists))")
+        }
+    }
+
+    @Test func runThrowsForAFolderThatCannotBeWatched() async {
+        let (logger, _) = capturingLogger()
+        let source = ManifestDirectorySource(directory: "/tmp/keel-no-such-folder-\(UUID())", logger: logger)
+        await #expect(throws: DirectoryWatchError.self) { try await source.run(into: ClusterStore()) }
+    }
+}
