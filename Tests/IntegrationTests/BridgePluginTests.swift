@@ -119,8 +119,8 @@ struct NodeState: Equatable, CustomStringConvertible {
         network = try NamespaceFingerprint.read(node.route, namespace: node.namespace).lines.filter { !$0.contains(" fe80:") }
         keelTable = try node.run { try NFTablesSocket() }.table(named: "keel-cni", family: .inet)
         reservations = [:]
-        for network in (try? FileManager.default.contentsOfDirectory(atPath: dataDir)) ?? [] {   // none yet: no reservations
-            for (address, content) in reservationFiles(in: dataDir + "/" + network) { reservations[network + "/" + address] = content }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dataDir)) ?? [] {   // none yet: no reservations
+            for (address, content) in reservationFiles(in: dataDir + "/" + name) { reservations[name + "/" + address] = content }
         }
     }
 
@@ -219,6 +219,12 @@ struct BridgePluginTests {
     @Test func pluginsAreBuilt() throws {
         for plugin in ["bridge", "host-local", "loopback"] {
             #expect(access(keel[0] + "/" + plugin, X_OK) == 0, "\(plugin) not found in \(keel[0]) (swift build first, or set KEEL_PLUGIN_DIR)")
+        }
+        // Unless KEEL_PLUGIN_DIR says otherwise, the plugins are the ones built with this test binary
+        // (same scratch path: .build/debug, or .build-xyz/debug with --scratch-path), not another build's.
+        if getenv("KEEL_PLUGIN_DIR") == nil {
+            let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+            #expect(exe.hasPrefix(keel[0] + "/"), "plugins from \(keel[0]), test binary \(exe)")
         }
     }
 
