@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "NFTables", targets: ["NFTables"]),
         .library(name: "NetnsHarness", targets: ["NetnsHarness"]),
         .executable(name: "keel-lab", targets: ["keel-lab"]),
+        .executable(name: "keeld", targets: ["keeld"]),
         .executable(name: "bridge", targets: ["bridge"]),
         .executable(name: "host-local", targets: ["host-local"]),
         .executable(name: "loopback", targets: ["loopback"]),
@@ -45,7 +46,14 @@ let package = Package(
             "NetAddress", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
         // Pure: (nodes, this node) -> peer routes / FDB / neighbours; plus the sync that applies them.
-        .target(name: "Routes", dependencies: ["Netlink", "NetAddress"]),
+        .target(name: "Routes", dependencies: [
+            "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "keeld", dependencies: [
+            "Cluster", "Routes", "PodNetwork", "Netlink", "NetAddress",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Namespaces, veth between them, processes and traffic probes inside them. Used by the
         // integration tests, the demo and the benchmark alike: one implementation, never linked by plugins.
         .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),
