@@ -35,18 +35,20 @@ public struct BridgeNetwork {
             rollback.onFailure("release addresses (\(config.ipamType) DEL)") {
                 if case .success = allocation.wait() { try IPAMDelegate.del(type: config.ipamType, request: request) }
             }
-            let bridge = try ensureBridge(config)                 // shared: ensured, never rolled back
-            let hostEnd = try createVeth(config, bridge: bridge, podName: ifName, podNS: podNS)
+            let hostEnd = try createVeth(config, podName: ifName, podNS: podNS)
             rollback.onFailure("delete \(hostEnd.name)") { try host.deleteLink(.index(hostEnd.index)) }
-            if config.hairpinMode || config.portIsolation {
-                try kernel { () throws(NetlinkError) in
+            var ipam = try allocation.value()
+            guard !ipam.ips.isEmpty else { throw PodNetworkError.ipamReturnedNoAddress(ipamType: config.ipamType) }
+            // The bridge is shared and never rolled back, so it is made only once IPAM has accepted
+            // the config: a malformed one leaves the node exactly as it was.
+            let bridge = try ensureBridge(config)
+            try kernel { () throws(NetlinkError) in
+                try host.setMaster(.index(hostEnd.index), bridge.index)
+                if config.hairpinMode || config.portIsolation {
                     try host.setBridgePort(.index(hostEnd.index), hairpin: config.hairpinMode ? true : nil,
                                            isolated: config.portIsolation ? true : nil)
                 }
             }
-
-            var ipam = try allocation.value()
-            guard !ipam.ips.isEmpty else { throw PodNetworkError.ipamReturnedNoAddress(ipamType: config.ipamType) }
 
             let podLink = try configurePod(pod, ifName: ifName, result: &ipam, config: config)
             if config.isGateway { try setUpGateway(bridge: bridge, ips: ipam.ips, force: config.forceAddress) }
@@ -95,14 +97,14 @@ public struct BridgeNetwork {
         return bridge
     }
 
-    /// A veth pair in one request: the host end `vethXXXXXXXX` on the bridge, the pod end created
-    /// directly in the pod's namespace under its final name. Retries on a host-name collision.
-    func createVeth(_ config: BridgeConfig, bridge: Link, podName: InterfaceName, podNS: NetworkNamespace) throws -> Link {
+    /// A veth pair in one request: the host end `vethXXXXXXXX` here, the pod end created directly in
+    /// the pod's namespace under its final name. Retries on a host-name collision.
+    func createVeth(_ config: BridgeConfig, podName: InterfaceName, podNS: NetworkNamespace) throws -> Link {
         for attempt in 0..<8 {
             let hostName = InterfaceName("veth" + String(UInt32.random(in: .min ... .max), radix: 16))!
             do {
                 return try host.createLink(LinkSpec(name: hostName, kind: .veth(peerName: podName.value, peerNamespace: podNS, peerMAC: config.mac),
-                                                    mtu: config.mtu, masterIndex: bridge.index, up: true))
+                                                    mtu: config.mtu, up: true))
             } catch where error.isAlreadyExists && attempt < 7 {
                 continue   // the random host name was taken (the pod name was checked before)
             } catch {

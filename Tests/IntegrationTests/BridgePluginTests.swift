@@ -531,11 +531,6 @@ struct BridgePluginTests {
         var ifName = "eth0"
         /// The CNI_NETNS to pass: nil leaves it unset; "" means the pod's path.
         var netns: String? = ""
-        /// Only the IPAM plugin can tell its config is bad, and the bridge plugin runs it after
-        /// ensuring the bridge, which is shared and never rolled back (STYLE.md section 4; the
-        /// reference's cmdAdd has the same order). So on a node without the bridge yet, exactly the
-        /// bridge stays; on a node that has it, nothing changes.
-        var createsBridgeOnFreshNode = false
         var testDescription: String { name }
     }
 
@@ -545,7 +540,7 @@ struct BridgePluginTests {
         Malformed(name: "unknown cniVersion", tag: "mf-ver", code: 1, mentions: "9.9.9",
                   config: { n in var n = n; n.cniVersion = "9.9.9"; return try n.json() }),
         Malformed(name: "invalid CIDR", tag: "mf-cidr", code: 7, mentions: "ipam.ranges[0][0].subnet",
-                  config: { n in var n = n; n.subnet = "10.244.1.0/33"; return try n.json() }, createsBridgeOnFreshNode: true),
+                  config: { n in var n = n; n.subnet = "10.244.1.0/33"; return try n.json() }),
         Malformed(name: "missing ipam type", tag: "mf-ipam", code: 7, mentions: "ipam.type",
                   config: { n in var n = n; n.ipamType = nil; return try n.json() }),
         Malformed(name: "bad ifname (too long)", tag: "mf-iflen", code: 4, mentions: "interface name is too long", ifName: "eth0-much-too-long"),
@@ -581,11 +576,8 @@ struct BridgePluginTests {
                 let fresh = try NodeState(node, dataDir: dataDir)
                 try malformedAdd()
                 let afterFresh = try NodeState(node, dataDir: dataDir)
-                if m.createsBridgeOnFreshNode {
-                    #expect(fresh.difference(to: afterFresh) == "+ link kbr0 kind=bridge mtu=1500 up=true master=-")
-                } else {
-                    #expect(afterFresh == fresh, "\(fresh.difference(to: afterFresh))")
-                }
+                // The bridge is made only after IPAM accepted the config: nothing changes, not even on a fresh node.
+                #expect(afterFresh == fresh, "\(fresh.difference(to: afterFresh))")
 
                 // A node with a pod on the network already.
                 _ = try AddResult(runner.add("bridge", pod: p0, containerID: "c0", config: net.json()))
