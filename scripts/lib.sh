@@ -2,8 +2,10 @@
 
 # Debian packages the build and the tests need. ip/nft/bridge/ping/socat are for verification in
 # tests only; the product talks netlink through libmnl/libnftnl. containernetworking-plugins brings
-# the reference CNI plugins (/usr/lib/cni) for the interoperability tests and the CNI benchmark.
-KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat containernetworking-plugins)
+# the reference CNI plugins (/usr/lib/cni) for the interoperability tests and the CNI benchmark;
+# podman and busybox-static are the real runtime (and its local image) of the runtime test;
+# iperf3 measures pod-to-pod throughput in scripts/bench overlay.
+KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat containernetworking-plugins podman busybox-static iperf3)
 
 keel_install_packages() {
   local missing=()
