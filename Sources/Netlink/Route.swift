@@ -38,7 +38,7 @@ public struct Route: Sendable, Hashable, CustomStringConvertible {
         var s = "\(type == .unicast ? "" : "\(type) ")\(destination)"
         if let gateway { s += " via \(gateway)" }
         if let device { s += " dev #\(device)" }
-        s += " proto \(proto.rawValue)"
+        s += " proto \(proto)"
         if let metric { s += " metric \(metric)" }
         if table != .main { s += " table \(table.rawValue)" }
         if onlink { s += " onlink" }
@@ -56,7 +56,7 @@ public struct RouteTable: RawRepresentable, Sendable, Hashable {
 
 /// Who installed a route (rtm_protocol). Keel marks its own routes so that a sync loop can find
 /// exactly what it owns and never deletes an administrator's routes.
-public struct RouteProtocol: RawRepresentable, Sendable, Hashable {
+public struct RouteProtocol: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let kernel = RouteProtocol(rawValue: 2)
@@ -64,6 +64,16 @@ public struct RouteProtocol: RawRepresentable, Sendable, Hashable {
     public static let `static` = RouteProtocol(rawValue: 4)
     /// Keel's own number: not taken in iproute2's rt_protos list.
     public static let keel = RouteProtocol(rawValue: 75)
+
+    public var description: String {
+        switch rawValue {
+        case 2: "kernel"
+        case 3: "boot"
+        case 4: "static"
+        case 75: "keel"
+        default: String(rawValue)
+        }
+    }
 }
 
 public enum RouteType: UInt8, Sendable, Hashable {

@@ -10,8 +10,10 @@ struct Demo: ParsableCommand {
         discussion: """
         Namespaces keel-demo-<pid>-{node,pod-a,pod-b,world}: a bridge on the node with a veth into each pod \
         (the pod end created directly in the pod's namespace), addresses and routes, masquerade for pod \
-        traffic leaving the node, and a DNAT of node:8080 to pod-b:80 through an nftables map. \
-        Nothing outside those namespaces is touched.
+        traffic leaving the node, and a DNAT of node:8080 to pod-b:80 through an nftables map. Then two \
+        two-node clusters (keel-demo-<pid>-hg-*, -vx-*) with keeld's route controller and pods from the \
+        host-gw and vxlan plugins, pinging across nodes. Needs keeld and the plugins built next to \
+        keel-lab. Nothing outside those namespaces is touched.
         """)
 
     @Flag(help: "Leave the namespaces in place for a look around (remove with: keel-lab cleanup --prefix keel-demo --all).")
@@ -95,6 +97,39 @@ struct DemoRun {
         try check(outcome.reply == "hello from pod-b", "TCP world -> \(nodeIP):8080 DNATed through the map to pod-b:80: \(outcome)")
         let refused = try TrafficProbe.tcpConnect(from: world, to: nodeIP, port: 8081)
         try check(refused == .refused, "TCP world -> \(nodeIP):8081 (no map entry) is refused: \(refused)")
+
+        for backend in ["host-gw", "vxlan"] { try crossNode(backend) }
+    }
+
+    /// Two nodes on an underlay bridge, keeld's route controller on each, a pod per node attached
+    /// by the plugin binary, and traffic across.
+    func crossNode(_ backend: String) throws {
+        step("cross-node over \(backend): two nodes, keeld on each, a pod per node from the \(backend) plugin")
+        let cluster = try TestCluster(lab: lab, nodeCount: 2, label: backend == "vxlan" ? "vx-" : "hg-")
+        let overlay = try OverlayLab(cluster: cluster, backend: backend)
+        for n in cluster.nodes { say("   \(n.namespace.name): \(n.ip) on the underlay, pod CIDR \(n.podCIDR)") }
+        try overlay.startAgents()
+        let (podA, ipA) = try overlay.addPod(cluster.nodes[0], "a")
+        let (podB, ipB) = try overlay.addPod(cluster.nodes[1], "b")
+        say("   pods: \(ipA) on node1, \(ipB) on node2 (MTU \(try podA.route.link("eth0").mtu))")
+        try overlay.waitForPeers()
+        let node1 = cluster.nodes[0].namespace
+        for r in try overlay.peerRoutes(cluster.nodes[0]) { say("   node1 route (keeld): \(r)") }
+        if backend == "vxlan" {
+            let vx = try node1.route.link("keel.1")
+            for e in try node1.route.fdbEntries(link: vx.index) where e.destination != nil { say("   node1 fdb (keeld): \(e)") }
+            for n in try node1.route.neighbours(link: vx.index) where n.state == .permanent { say("   node1 neighbour (keeld): \(n)") }
+        }
+        try check(try TrafficProbe.ping(from: podA, to: ipB), "ping pod on node1 -> pod on node2 over \(backend)")
+        let server = try BannerServer(in: podB, address: ipB, port: 80, banner: "hello from node2's pod")
+        defer { server.stop() }
+        let outcome = try TrafficProbe.tcpConnect(from: podA, to: ipB, port: 80)
+        try check(outcome.reply == "hello from node2's pod", "TCP node1 pod -> node2 pod: \(outcome)")
+        for (name, agent) in overlay.agents.sorted(by: { $0.key < $1.key }) {
+            let status = agent.stop()
+            say("   keeld on \(name) stopped by SIGTERM (exit \(status)); its routes stay in place")
+        }
+        try check(try overlay.peerRoutes(cluster.nodes[0]).count == 1, "the datapath survives keeld's shutdown")
     }
 
     /// Masquerade for pod traffic leaving the pod network, and a port-forward map for DNAT.
