@@ -39,7 +39,6 @@ public struct DiskReservationStore: ReservationStore {
         let path = directory + "/" + Self.fileName(for: address)
         guard try createExclusiveFile(path, Reservation.fileContent(for: attachment)) else { return false }
         do {
-            try syncDirectory(directory)
             try replaceFile(lastReservedPath(rangeSetIndex), Self.fileName(for: address))
         } catch {
             // The reference leaves the reservation in place when writing last_reserved_ip fails and

@@ -106,7 +106,6 @@ public struct Masquerade: Sendable {
     /// nodes keeps its source address.
     public func add(_ addresses: [CIDR], owner: Owner, unmasqueraded: [CIDR] = []) throws {
         guard !addresses.isEmpty else { return }
-        try ensureSkeleton()
         var tx = Transaction()
         for family in [AddressFamily.ipv4, .ipv6] {
             let mine = addresses.filter { $0.family == family }
@@ -118,7 +117,13 @@ public struct Masquerade: Sendable {
             }
             tx.add(elements: exempt, to: Self.exemptSet(family))
         }
-        let firstTry = Result { () throws(NFTablesError) in try socket.apply(tx) }
+        // Fast path: one element transaction. Reading the table first would cost a dump of every
+        // pod's entry on every ADD; the skeleton is (re)made only when the kernel says it is missing.
+        var firstTry = Result { () throws(NFTablesError) in try socket.apply(tx) }
+        if case let .failure(error) = firstTry, error.isNotFound {
+            try ensureSkeleton()
+            firstTry = Result { () throws(NFTablesError) in try socket.apply(tx) }
+        }
         guard case let .failure(error) = firstTry else { return }
         guard error.isAlreadyExists else { throw error }
         // An entry left for the same address by an earlier owner (EEXIST: same key, other value):
