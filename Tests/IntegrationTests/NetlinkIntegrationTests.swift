@@ -229,6 +229,9 @@ struct NetlinkIntegrationTests {
                                            device: vx.index, onlink: true, proto: .keel))
                 #expect(try n.route.fdbEntries(link: vx.index).contains { $0.mac == peerMAC && $0.destination == peerLocal && $0.state == .permanent })
                 #expect(try n.route.neighbours(link: vx.index).contains { $0.address == peerOverlay && $0.mac == peerMAC && $0.state == .permanent })
+                let neigh = try ipJSON(n, ["neigh", "show", "dev", "kvx.1"])
+                #expect(neigh.contains { $0["dst"] as? String == peerOverlay.description && $0["lladdr"] as? String == peerMAC.description
+                    && ($0["state"] as? [String] ?? []).contains("PERMANENT") })
                 let fdb = try ipJSON(n, ["fdb", "show", "dev", "kvx.1"], tool: "bridge")
                 #expect(fdb.contains { $0["mac"] as? String == peerMAC.description && $0["dst"] as? String == peerLocal.description })
                 let vj = try ipJSON(n, ["-d", "link", "show", "kvx.1"])
