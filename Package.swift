@@ -45,6 +45,10 @@ let package = Package(
         .target(name: "Cluster", dependencies: [
             "NetAddress", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
+        // Pure: (services, endpoint slices, node) -> desired nftables state; plus its sync.
+        .target(name: "ServiceProxy", dependencies: [
+            "NFTables", "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Pure: (nodes, this node) -> peer routes / FDB / neighbours; plus the sync that applies them.
         .target(name: "Routes", dependencies: [
             "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
@@ -58,7 +62,7 @@ let package = Package(
         // integration tests, the demo and the benchmark alike: one implementation, never linked by plugins.
         .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),
         .executableTarget(name: "keel-lab", dependencies: [
-            "NetnsHarness", "Netlink", "NFTables", "NetAddress",
+            "NetnsHarness", "Netlink", "NFTables", "NetAddress", "Routes", "PodNetwork",   // Routes, PodNetwork: bench overlay
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
@@ -67,8 +71,9 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
+        .testTarget(name: "ServiceProxyTests", dependencies: ["ServiceProxy", "NFTables", "NetAddress"]),
         .testTarget(name: "RoutesTests", dependencies: ["Routes", "Netlink", "NetAddress"]),
         .testTarget(name: "PodNetworkTests", dependencies: ["PodNetwork", "CNI", "NFTables", "NetAddress"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", .product(name: "SystemPackage", package: "swift-system")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", "ServiceProxy", .product(name: "SystemPackage", package: "swift-system")]),
     ]
 )

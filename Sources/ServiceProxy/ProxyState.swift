@@ -1,0 +1,98 @@
+import NetAddress
+
+/// The transport protocols a Service port can use.
+public enum ServiceProtocol: String, Sendable, Hashable, Comparable, CaseIterable {
+    case tcp = "TCP", udp = "UDP", sctp = "SCTP"
+    public var number: UInt8 { switch self { case .tcp: 6; case .udp: 17; case .sctp: 132 } }
+    public static func < (l: Self, r: Self) -> Bool { l.number < r.number }
+}
+
+/// One port of one Service: the unit the proxy programs (kube-proxy's ServicePortName).
+public struct ServicePortName: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var namespace: String
+    public var name: String
+    public var port: String
+    public var proto: ServiceProtocol
+
+    public init(namespace: String, name: String, port: String, proto: ServiceProtocol) {
+        self.namespace = namespace
+        self.name = name
+        self.port = port
+        self.proto = proto
+    }
+    public var description: String { "\(namespace)/\(name)\(port.isEmpty ? "" : ":\(port)")/\(proto.rawValue.lowercased())" }
+    public static func < (l: Self, r: Self) -> Bool { l.description < r.description }
+}
+
+/// A backend address and port.
+public struct Backend: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var address: IPAddress
+    public var port: UInt16
+    public init(_ address: IPAddress, _ port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+    public var description: String { "\(address):\(port)" }
+    public static func < (l: Self, r: Self) -> Bool { (l.address, l.port) < (r.address, r.port) }
+}
+
+/// What the proxy must do for one service port on this node, already decided: which addresses it
+/// answers on, and which backends serve internal and external traffic. Independent of the data
+/// plane (nftables now; IPVS is the second implementation of `ServiceDataplane`).
+public struct ServicePortState: Sendable, Hashable {
+    public var name: ServicePortName
+    public var clusterIPs: [IPAddress]
+    public var port: UInt16
+    public var nodePort: UInt16?
+    public var externalIPs: [IPAddress]
+    public var loadBalancerIPs: [IPAddress]
+    /// Empty: every source may use the load-balancer IPs.
+    public var loadBalancerSourceRanges: [CIDR]
+    /// ClientIP affinity timeout in seconds; nil without affinity.
+    public var affinityTimeout: UInt32?
+    /// Backends for traffic to the cluster IPs (all usable ones, or this node's with internalTrafficPolicy Local).
+    public var internalBackends: [Backend]
+    /// Backends for NodePort / external / load-balancer traffic (this node's only with externalTrafficPolicy Local).
+    public var externalBackends: [Backend]
+    /// externalTrafficPolicy: Local — external traffic keeps its source address and never leaves the node.
+    public var externalLocal: Bool
+
+    public init(name: ServicePortName, clusterIPs: [IPAddress], port: UInt16, nodePort: UInt16? = nil, externalIPs: [IPAddress] = [],
+                loadBalancerIPs: [IPAddress] = [], loadBalancerSourceRanges: [CIDR] = [], affinityTimeout: UInt32? = nil,
+                internalBackends: [Backend], externalBackends: [Backend]? = nil, externalLocal: Bool = false) {
+        self.name = name
+        self.clusterIPs = clusterIPs
+        self.port = port
+        self.nodePort = nodePort
+        self.externalIPs = externalIPs
+        self.loadBalancerIPs = loadBalancerIPs
+        self.loadBalancerSourceRanges = loadBalancerSourceRanges
+        self.affinityTimeout = affinityTimeout
+        self.internalBackends = internalBackends
+        self.externalBackends = externalBackends ?? internalBackends
+        self.externalLocal = externalLocal
+    }
+
+    var hasExternalEntry: Bool { nodePort != nil || !externalIPs.isEmpty || !loadBalancerIPs.isEmpty }
+}
+
+/// The whole proxy input for this node, as a value.
+public struct ProxyState: Sendable, Hashable {
+    public var services: [ServicePortState]
+    /// Addresses NodePorts answer on (the node's, filtered by --nodeport-addresses, never 127.0.0.0/8).
+    public var nodePortAddresses: [IPAddress]
+    /// Pod traffic is recognised by its source in the cluster CIDR; other clients are masqueraded.
+    public var clusterCIDR: CIDR?
+
+    public init(services: [ServicePortState], nodePortAddresses: [IPAddress] = [], clusterCIDR: CIDR? = nil) {
+        self.services = services.sorted { $0.name < $1.name }
+        self.nodePortAddresses = nodePortAddresses.filter { !CIDR("127.0.0.0/8")!.contains($0) }.sorted()
+        self.clusterCIDR = clusterCIDR
+    }
+}
+
+/// A data plane that makes the kernel do what a `ProxyState` says.
+public protocol ServiceDataplane: Sendable {
+    /// Applies `state` (the whole desired state; implementations apply only the difference).
+    func apply(_ state: ProxyState) throws
+}
