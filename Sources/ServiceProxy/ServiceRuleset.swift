@@ -89,9 +89,13 @@ public enum ServiceRuleset {
                 endpoints.insert(SetElement([.mark(id), .mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
                 hairpin.insert(SetElement([.ip(b.address), .ip(b.address)]))
             }
-            for (i, b) in svc.externalBackends.enumerated() where b.address.isIPv4 {
-                endpoints.insert(SetElement([.mark(id + 1), .mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
-                hairpin.insert(SetElement([.ip(b.address), .ip(b.address)]))
+            // External traffic has its own selection only when its backends differ (ETP Local).
+            let externalID = svc.externalBackends == svc.internalBackends ? id : id + 1
+            if svc.hasExternalEntry && externalID != id {
+                for (i, b) in svc.externalBackends.enumerated() where b.address.isIPv4 {
+                    endpoints.insert(SetElement([.mark(externalID), .mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
+                    hairpin.insert(SetElement([.ip(b.address), .ip(b.address)]))
+                }
             }
 
             // Internal traffic (cluster IPs).
@@ -123,11 +127,11 @@ public enum ServiceRuleset {
                     if svc.externalBackends.isEmpty {
                         rules.append(Rule(t, chain: externalChain, comment: "externalTrafficPolicy Local: no local backend", [.drop]))
                     } else {
-                        rules += selection(chain: externalChain, id: id + 1, count: svc.externalBackends.count, affinity: svc.affinityTimeout)
+                        rules += selection(chain: externalChain, id: externalID, count: svc.externalBackends.count, affinity: svc.affinityTimeout)
                     }
                 } else {
                     rules.append(Rule(t, chain: externalChain, comment: "externalTrafficPolicy Cluster: masquerade", [.expressions(setMark())]))
-                    rules += selection(chain: externalChain, id: id + 1, count: svc.externalBackends.count, affinity: svc.affinityTimeout)
+                    rules += selection(chain: externalChain, id: externalID, count: svc.externalBackends.count, affinity: svc.affinityTimeout)
                 }
                 for ip in externalAddresses { serviceIPs.insert(SetElement([.ip(ip), proto, .port(svc.port)], verdict: .goto(externalChain))) }
                 if let np = svc.nodePort { nodePorts.insert(SetElement([proto, .port(np)], verdict: .goto(externalChain))) }
