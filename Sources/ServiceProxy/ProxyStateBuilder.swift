@@ -1,0 +1,70 @@
+import Cluster
+import NetAddress
+
+/// This node's facts the proxy state depends on.
+public struct ProxyNodeConfig: Sendable, Hashable {
+    public var nodeName: String
+    /// The node's own addresses (NodePorts listen on those that `nodePortAddresses` allows).
+    public var nodeAddresses: [IPAddress]
+    /// `--nodeport-addresses`: empty means every node address.
+    public var nodePortAddresses: [CIDR]
+    public var clusterCIDR: CIDR?
+
+    public init(nodeName: String, nodeAddresses: [IPAddress], nodePortAddresses: [CIDR] = [], clusterCIDR: CIDR? = nil) {
+        self.nodeName = nodeName
+        self.nodeAddresses = nodeAddresses
+        self.nodePortAddresses = nodePortAddresses
+        self.clusterCIDR = clusterCIDR
+    }
+}
+
+extension ProxyState {
+    /// What the proxy must program for `snapshot` on this node. Pure.
+    ///
+    /// Kubernetes semantics: ExternalName and headless Services are not proxied; ready endpoints
+    /// serve, and when none is ready, serving-but-terminating ones do (KEP-1669); a named
+    /// `targetPort` is resolved per endpoint through its slice; `internalTrafficPolicy: Local`
+    /// narrows cluster-IP traffic and `externalTrafficPolicy: Local` narrows NodePort/external/LB
+    /// traffic to this node's endpoints.
+    public init(snapshot: ClusterSnapshot, node: ProxyNodeConfig) {
+        var services: [ServicePortState] = []
+        for (key, service) in snapshot.services.sorted(by: { $0.key.description < $1.key.description }) {
+            guard !service.isExternalName, !service.isHeadless, !service.clusterIPs.isEmpty else { continue }
+            let endpoints = snapshot.endpoints(of: key)
+            let external = service.type == .nodePort || service.type == .loadBalancer
+            for port in service.ports {
+                let candidates = endpoints.compactMap { e -> (ServiceEndpoint, Backend)? in
+                    guard let number = e.port(for: port) else { return nil }
+                    return (e, Backend(e.address, number))
+                }
+                func usable(_ list: [(ServiceEndpoint, Backend)]) -> [Backend] {
+                    if service.publishNotReadyAddresses { return list.map(\.1).sorted() }
+                    let ready = list.filter { $0.0.isReady }
+                    let chosen = ready.isEmpty ? list.filter { $0.0.isServing && $0.0.isTerminating } : ready
+                    return chosen.map(\.1).sorted()
+                }
+                let cluster = usable(candidates)
+                let local = usable(candidates.filter { $0.0.nodeName == node.nodeName })
+                let name = ServicePortName(namespace: service.namespace, name: service.name, port: port.name,
+                                           proto: ServiceProtocol(rawValue: port.protocol.rawValue) ?? .tcp)
+                var affinity: UInt32?
+                if case .clientIP(let seconds) = service.sessionAffinity { affinity = UInt32(clamping: seconds) }
+                let externalLocal = external && service.externalTrafficPolicy == .local
+                services.append(ServicePortState(
+                    name: name, clusterIPs: service.clusterIPs, port: port.port,
+                    nodePort: external ? port.nodePort : nil,
+                    externalIPs: service.externalIPs,
+                    loadBalancerIPs: service.type == .loadBalancer ? service.loadBalancerIngressIPs : [],
+                    loadBalancerSourceRanges: service.type == .loadBalancer ? service.loadBalancerSourceRanges : [],
+                    affinityTimeout: affinity,
+                    internalBackends: service.internalTrafficPolicy == .local ? local : cluster,
+                    externalBackends: externalLocal ? local : cluster,
+                    externalLocal: externalLocal))
+            }
+        }
+        let nodePortAddresses = node.nodeAddresses.filter { a in
+            node.nodePortAddresses.isEmpty || node.nodePortAddresses.contains { $0.contains(a) }
+        }
+        self.init(services: services, nodePortAddresses: nodePortAddresses, clusterCIDR: node.clusterCIDR)
+    }
+}
