@@ -4,10 +4,14 @@
 /// ``ManifestDecoder``'s kind switch; the store and the sources need no change.
 public enum ClusterObject: Sendable, Hashable {
     case node(Node)
+    case service(Service)
+    case endpointSlice(EndpointSlice)
 
     public var kind: ObjectKind {
         switch self {
         case .node: .node
+        case .service: .service
+        case .endpointSlice: .endpointSlice
         }
     }
     public var key: ObjectKey { ObjectKey(kind: kind, namespace: metadata.namespace, name: metadata.name) }
@@ -16,11 +20,15 @@ public enum ClusterObject: Sendable, Hashable {
         get {
             switch self {
             case .node(let n): n.metadata
+            case .service(let s): s.metadata
+            case .endpointSlice(let s): s.metadata
             }
         }
         set {
             switch self {
             case .node(var n): n.metadata = newValue; self = .node(n)
+            case .service(var s): s.metadata = newValue; self = .service(s)
+            case .endpointSlice(var s): s.metadata = newValue; self = .endpointSlice(s)
             }
         }
     }

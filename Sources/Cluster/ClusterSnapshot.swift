@@ -3,16 +3,38 @@
 public struct ClusterSnapshot: Sendable {
     /// Nodes by name.
     public var nodes: [String: Node]
+    /// Services by key (`Service/<namespace>/<name>`; see ``Service/key``).
+    public var services: [ObjectKey: Service]
     /// Increases with every change to the store's contents (and the first list of each kind);
     /// equal versions mean equal contents.
     public var version: UInt64
     /// The kinds for which a source has delivered a complete list at least once.
     public var listedKinds: Set<ObjectKind>
 
-    public init(nodes: [String: Node] = [:], version: UInt64 = 0, listedKinds: Set<ObjectKind> = []) {
+    /// EndpointSlices by key, and the names of each Service's slices (by Service key), kept in step
+    /// so that ``endpoints(of:)`` does not scan every slice: a proxy asks once per Service.
+    var endpointSliceStorage: [ObjectKey: EndpointSlice] = [:]
+    var sliceIndex: [ObjectKey: Set<String>] = [:]
+
+    public init(nodes: [String: Node] = [:], services: [ObjectKey: Service] = [:],
+                endpointSlices: [ObjectKey: EndpointSlice] = [:], version: UInt64 = 0,
+                listedKinds: Set<ObjectKind> = []) {
         self.nodes = nodes
+        self.services = services
         self.version = version
         self.listedKinds = listedKinds
+        self.endpointSlices = endpointSlices
+    }
+
+    /// EndpointSlices by key (`EndpointSlice/<namespace>/<name>`; see ``EndpointSlice/key``).
+    /// ``endpoints(of:)`` and ``endpointSlices(of:)`` group them by their Service.
+    public var endpointSlices: [ObjectKey: EndpointSlice] {
+        get { endpointSliceStorage }
+        set {
+            endpointSliceStorage = [:]
+            sliceIndex = [:]
+            for slice in newValue.values { insert(slice) }
+        }
     }
 
     /// True once a complete list of `kind` has arrived. Before that, an absent object may simply not
@@ -24,7 +46,9 @@ public struct ClusterSnapshot: Sendable {
     public func object(_ key: ObjectKey) -> ClusterObject? {
         switch key.kind {
         case .node: nodes[key.name].map(ClusterObject.node)
-        case .service, .endpointSlice, .pod, .namespace, .networkPolicy: nil
+        case .service: services[key].map(ClusterObject.service)
+        case .endpointSlice: endpointSliceStorage[key].map(ClusterObject.endpointSlice)
+        case .pod, .namespace, .networkPolicy: nil
         }
     }
 
@@ -32,20 +56,43 @@ public struct ClusterSnapshot: Sendable {
     public func keys(_ kind: ObjectKind) -> [ObjectKey] {
         switch kind {
         case .node: nodes.keys.map { ObjectKey(kind: .node, name: $0) }
-        case .service, .endpointSlice, .pod, .namespace, .networkPolicy: []
+        case .service: Array(services.keys)
+        case .endpointSlice: Array(endpointSliceStorage.keys)
+        case .pod, .namespace, .networkPolicy: []
         }
     }
 
     mutating func set(_ object: ClusterObject) {
         switch object {
         case .node(let n): nodes[n.name] = n
+        case .service(let s): services[s.key] = s
+        case .endpointSlice(let s):
+            removeSlice(s.key)
+            insert(s)
         }
     }
 
     mutating func remove(_ key: ObjectKey) -> ClusterObject? {
         switch key.kind {
         case .node: nodes.removeValue(forKey: key.name).map(ClusterObject.node)
-        case .service, .endpointSlice, .pod, .namespace, .networkPolicy: nil
+        case .service: services.removeValue(forKey: key).map(ClusterObject.service)
+        case .endpointSlice: removeSlice(key).map(ClusterObject.endpointSlice)
+        case .pod, .namespace, .networkPolicy: nil
         }
+    }
+
+    private mutating func insert(_ slice: EndpointSlice) {
+        endpointSliceStorage[slice.key] = slice
+        if let service = slice.serviceKey { sliceIndex[service, default: []].insert(slice.name) }
+    }
+
+    @discardableResult
+    private mutating func removeSlice(_ key: ObjectKey) -> EndpointSlice? {
+        guard let old = endpointSliceStorage.removeValue(forKey: key) else { return nil }
+        if let service = old.serviceKey {
+            sliceIndex[service]?.remove(old.name)
+            if sliceIndex[service]?.isEmpty == true { sliceIndex[service] = nil }
+        }
+        return old
     }
 }

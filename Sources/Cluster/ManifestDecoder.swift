@@ -10,6 +10,11 @@ import Yams
 ///   returns, items without `kind`) are unpacked.
 /// - A document of a kind Keel reads but with a bad field becomes a ``ManifestProblem`` and is skipped;
 ///   the other documents of the same file are kept.
+/// - Kinds read: v1 `Node`, v1 `Service` and discovery.k8s.io/v1 `EndpointSlice` (``supportedKinds``).
+///   Headless and `ExternalName` Services are valid; an EndpointSlice's zone `hints` are advisory and
+///   never a problem.
+/// - Two objects with the same kind, namespace and name: the first (in file-name, then document
+///   order) is kept and the later one is a problem at `metadata.name`.
 ///
 /// ## Overlay documents
 ///
@@ -36,7 +41,7 @@ import Yams
 public enum ManifestDecoder {
     /// The kinds the decoder builds objects for. A source lists only these: claiming a complete list
     /// of a kind it cannot read would make a controller delete everything of that kind.
-    public static let supportedKinds: Set<ObjectKind> = [.node]
+    public static let supportedKinds: Set<ObjectKind> = [.node, .service, .endpointSlice]
 
     /// True for the names a manifest folder reads: `*.yaml`, `*.yml`, `*.json`.
     public static func isManifestFile(_ name: String) -> Bool {
@@ -47,7 +52,8 @@ public enum ManifestDecoder {
         [".keel-overlay.yaml", ".keel-overlay.yml", ".keel-overlay.json"].contains { name.hasSuffix($0) }
     }
 
-    /// Decodes one file's text. Cross-object rules (``validateNodes(_:)``) are applied within the file.
+    /// Decodes one file's text. Cross-object rules (``validateNodes(_:)``, one object per key) are
+    /// applied within the file.
     public static func decode(_ text: String, file: String) -> (objects: [ClusterObject], problems: [ManifestProblem]) {
         decode(files: [(name: file, text: text)])
     }
@@ -72,6 +78,17 @@ public enum ManifestDecoder {
         })
         problems += nodes.problems
         var objects = nodes.valid.map(ClusterObject.node)
+        var firstFile: [ObjectKey: String] = [:]
+        for (object, file) in candidates where object.kind != .node {
+            if let first = firstFile[object.key] {
+                problems.append(ManifestProblem(file: file, objectName: object.metadata.name, kind: object.kind.rawValue,
+                                                field: "metadata.name",
+                                                reason: "duplicate \(object.kind) in namespace \"\(object.key.namespace ?? "")\", first defined in \(first)"))
+                continue
+            }
+            firstFile[object.key] = file
+            objects.append(object)
+        }
 
         var index: [ObjectKey: Int] = [:]
         for (i, o) in objects.enumerated() { index[o.key] = i }
@@ -237,17 +254,22 @@ struct ManifestDocument: Decodable {
             }
         }
 
-        switch kind {
-        case .node:
+        func validated<Model>(_ build: () throws -> Result<Model, FieldIssues>, _ wrap: (Model) -> ClusterObject) -> [DocumentEntry] {
             do {
-                switch Node.validated(try NodeManifest(from: decoder)) {
-                case .success(let node): return [.object(.node(node))]
+                switch try build() {
+                case .success(let model): return [.object(wrap(model))]
                 case .failure(let failure): return failure.issues.map { DocumentEntry.problem(kind, name: name, $0) }
                 }
             } catch {
                 return [problem(error)]
             }
-        case .service, .endpointSlice, .pod, .namespace, .networkPolicy:
+        }
+        switch kind {
+        case .node: return validated({ Node.validated(try NodeManifest(from: decoder)) }, ClusterObject.node)
+        case .service: return validated({ Service.validated(try ServiceManifest(from: decoder)) }, ClusterObject.service)
+        case .endpointSlice:
+            return validated({ EndpointSlice.validated(try EndpointSliceManifest(from: decoder)) }, ClusterObject.endpointSlice)
+        case .pod, .namespace, .networkPolicy:
             return []
         }
     }
@@ -279,10 +301,16 @@ struct ManifestDocument: Decodable {
         switch type {
         case is String.Type: return "a string"
         case is Bool.Type: return "a boolean"
+        case is Int.Type: return "an integer"
+        case is IntOrString.Type: return "a port number or name"
         case is [String].Type, is [NodeAddress].Type, is Yams.Node.Sequence.Type: return "a list"
         case is [String: String].Type, is Yams.Node.Mapping.Type: return "a map"
         case is Yams.Node.Scalar.Type: return "a single value"
-        default: return "\(type)"
+        default:
+            let name = "\(type)"
+            if name.hasPrefix("Array<") { return "a list" }
+            if name.hasPrefix("Dictionary<") { return "a map" }
+            return name
         }
     }
 }

@@ -96,3 +96,25 @@ func nodeYAML(_ name: String, podCIDR: String?, ip: String?, extra: String = "")
 extension ClusterObject {
     var node: Node? { if case .node(let n) = self { n } else { nil } }
 }
+
+extension ClusterObject {
+    var service: Service? { if case .service(let s) = self { s } else { nil } }
+    var endpointSlice: EndpointSlice? { if case .endpointSlice(let s) = self { s } else { nil } }
+}
+
+/// A Service manifest in YAML; `spec` and `status` are indented block text (two spaces).
+func serviceYAML(_ name: String, namespace: String? = nil, spec: String, status: String? = nil) -> String {
+    var s = "apiVersion: v1\nkind: Service\nmetadata:\n  name: \(name)\n"
+    if let namespace { s += "  namespace: \(namespace)\n" }
+    s += "spec:\n" + spec.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n"
+    if let status { s += "status:\n" + status.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n" }
+    return s
+}
+
+/// An EndpointSlice manifest in YAML for `service`; `body` holds addressType/endpoints/ports at top level.
+func sliceYAML(_ name: String, service: String?, namespace: String? = nil, body: String) -> String {
+    var s = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: \(name)\n"
+    if let namespace { s += "  namespace: \(namespace)\n" }
+    if let service { s += "  labels:\n    kubernetes.io/service-name: \(service)\n" }
+    return s + body + (body.hasSuffix("\n") ? "" : "\n")
+}
