@@ -16,6 +16,7 @@
 #include <linux/neighbour.h>
 #include <linux/veth.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <sys/socket.h>
 #include <sys/mount.h>
 #include <sched.h>

@@ -7,6 +7,7 @@ public enum NetlinkOperation: Sendable, Hashable, CustomStringConvertible {
     case newAddress, delAddress
     case newRoute, delRoute
     case newNeighbour, delNeighbour
+    case delConntrack
     case dump(String)
     case socket, send, receive
     case enterNamespace, createNamespace, deleteNamespace
@@ -25,6 +26,7 @@ public enum NetlinkOperation: Sendable, Hashable, CustomStringConvertible {
         case .delRoute: "RTM_DELROUTE"
         case .newNeighbour: "RTM_NEWNEIGH"
         case .delNeighbour: "RTM_DELNEIGH"
+        case .delConntrack: "IPCTNL_MSG_CT_DELETE"
         case .dump(let what): "dump \(what)"
         case .socket: "netlink socket"
         case .send: "netlink send"
@@ -38,7 +40,7 @@ public enum NetlinkOperation: Sendable, Hashable, CustomStringConvertible {
     }
     public var isDelete: Bool {
         switch self {
-        case .delLink, .delAddress, .delRoute, .delNeighbour, .deleteNamespace: true
+        case .delLink, .delAddress, .delRoute, .delNeighbour, .delConntrack, .deleteNamespace: true
         default: false
         }
     }
@@ -69,7 +71,7 @@ public struct NetlinkError: Error, Equatable, Sendable, CustomStringConvertible 
     public var isAlreadyExists: Bool { errno == .fileExists }
 
     /// A delete that found nothing to delete: DEL paths and sync loops count it as done.
-    /// Links answer ENODEV, routes ESRCH, addresses EADDRNOTAVAIL, neighbours and nftables ENOENT.
+    /// Links answer ENODEV, routes ESRCH, addresses EADDRNOTAVAIL, neighbours, nftables and conntrack ENOENT.
     public var isAlreadyGone: Bool {
         operation.isDelete && [Errno.noSuchAddressOrDevice, .operationNotSupportedByDevice, .noSuchProcess, .addressNotAvailable,
                                .noSuchFileOrDirectory].contains(errno)
