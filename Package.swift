@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
@@ -54,7 +55,8 @@ let package = Package(
             "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "keeld", dependencies: [
-            "Cluster", "Routes", "PodNetwork", "Netlink", "NetAddress",
+            "Cluster", "Routes", "ServiceProxy", "PodNetwork", "Netlink", "NFTables", "NetAddress",
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

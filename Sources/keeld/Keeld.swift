@@ -3,14 +3,16 @@ import Cluster
 import Dispatch
 import Glibc
 import Logging
+import NFTables
 import NetAddress
 import Netlink
 import PodNetwork
 import Routes
+import ServiceProxy
 
-/// keeld: Keel's node agent. This version runs the route controller (host-gw or VXLAN peers) over
-/// the Node objects of a manifest folder; the service proxy, the policy enforcer and the Kubernetes
-/// API source come with later issues.
+/// keeld: Keel's node agent. It runs the route controller (host-gw or VXLAN peers) and the service
+/// proxy (Services → nftables) over the objects of a manifest folder; the policy enforcer and the
+/// Kubernetes API source come with later issues.
 @main
 struct Keeld: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +28,18 @@ struct Keeld: AsyncParsableCommand {
 
     @Flag(help: "Run the route controller: program routes (host-gw) or FDB + neighbour + onlink route (vxlan) for every peer node.")
     var routes = false
+
+    @Flag(help: "Run the service proxy: program Services and EndpointSlices into the nftables table ip keel-proxy.")
+    var proxy = false
+
+    @Option(help: "Comma-separated CIDRs: NodePorts answer only on node addresses inside them (default: every node address; never 127.0.0.0/8).")
+    var nodeportAddresses: String = ""
+
+    @Option(help: "Port of /healthz (200 while proxy syncs succeed).")
+    var healthzPort: UInt16 = 10256
+
+    @Option(help: "Port of the Prometheus /metrics endpoint.")
+    var metricsPort: UInt16 = 10249
 
     @Option(help: "Cross-node backend: host-gw or vxlan.")
     var backend: OverlayBackend = .vxlan
@@ -55,7 +69,10 @@ struct Keeld: AsyncParsableCommand {
         guard CIDR(clusterCIDR) != nil else { throw ValidationError("--cluster-cidr \(clusterCIDR) is not a CIDR") }
         if let u = underlayInterface, InterfaceName(u) == nil { throw ValidationError("--underlay-interface \(u) is not an interface name") }
         guard resyncSeconds > 0 else { throw ValidationError("--resync-seconds must be positive") }
-        guard routes else { throw ValidationError("nothing to run: enable a controller (--routes)") }
+        guard routes || proxy else { throw ValidationError("nothing to run: enable a controller (--routes, --proxy)") }
+        for part in nodeportAddresses.split(separator: ",") where CIDR(part) == nil {
+            throw ValidationError("--nodeport-addresses: \(part) is not a CIDR")
+        }
     }
 
     func run() async throws {
@@ -68,21 +85,53 @@ struct Keeld: AsyncParsableCommand {
         let logger = Logger(label: "keeld")
         let name = nodeName ?? hostName()
         let store = ClusterStore()
-        let source = ManifestDirectorySource(directory: manifests, logger: Logger(label: "keeld.manifests"), kinds: [.node])
-        let node = NodeSetup(nodeName: name, backend: backend, vni: vxlanVni, port: vxlanPort,
-                             underlayInterface: underlayInterface.flatMap(InterfaceName.init), clusterCIDR: CIDR(clusterCIDR)!,
-                             nodeFile: nodeFile, manifests: manifests, socket: try RouteSocket(), logger: Logger(label: "keeld.node"))
-        let controller = RouteController(store: store, socket: node.socket, nodeName: name,
-                                         logger: Logger(label: "keeld.routes"), prepare: { try node.prepare($0) })
-        logger.info("keeld starting", metadata: ["node": "\(name)", "backend": "\(backend.rawValue)", "manifests": "\(manifests)"])
-
-        let tasks = [
+        var kinds: Set<ObjectKind> = []
+        if routes { kinds.insert(.node) }
+        if proxy { kinds.formUnion([.service, .endpointSlice]) }
+        let source = ManifestDirectorySource(directory: manifests, logger: Logger(label: "keeld.manifests"), kinds: kinds)
+        let socket = try RouteSocket()
+        var tasks = [
             Task { do { try await source.run(into: store) } catch { logger.error("manifest source stopped", metadata: ["error": "\(error)"]) } },
-            Task { await controller.run(resync: .seconds(resyncSeconds)) },
         ]
+        logger.info("keeld starting", metadata: ["node": "\(name)", "routes": "\(routes)", "proxy": "\(proxy)", "manifests": "\(manifests)"])
+        if routes {
+            let node = NodeSetup(nodeName: name, backend: backend, vni: vxlanVni, port: vxlanPort,
+                                 underlayInterface: underlayInterface.flatMap(InterfaceName.init), clusterCIDR: CIDR(clusterCIDR)!,
+                                 nodeFile: nodeFile, manifests: manifests, socket: socket, logger: Logger(label: "keeld.node"))
+            let controller = RouteController(store: store, socket: socket, nodeName: name,
+                                             logger: Logger(label: "keeld.routes"), prepare: { try node.prepare($0) })
+            tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
+        }
+        var servers: [StatusServer] = []
+        if proxy {
+            let metrics = ProxyMetrics()
+            let dataplane = NFTablesServiceDataplane(nft: try NFTablesSocket(), conntrack: try ConntrackSocket(),
+                                                     logger: Logger(label: "keeld.proxy"))
+            let filter = nodeportAddresses.split(separator: ",").compactMap { CIDR($0) }
+            let cluster = CIDR(clusterCIDR)
+            let controller = ServiceProxyController(
+                store: store, dataplane: dataplane,
+                node: {
+                    // The node's addresses, read here so the state computation stays pure.
+                    let addresses = try socket.addresses(family: .ipv4).map(\.cidr.address)
+                    return ProxyNodeConfig(nodeName: name, nodeAddresses: addresses, nodePortAddresses: filter, clusterCIDR: cluster)
+                },
+                logger: Logger(label: "keeld.proxy"), report: { metrics.record($0) })
+            tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
+            servers.append(try StatusServer(port: healthzPort) { path in
+                guard path.hasPrefix("/healthz") || path.hasPrefix("/livez") else { return (404, "text/plain", "not found\n") }
+                let (status, body) = metrics.healthz()
+                return (status, "application/json", body)
+            })
+            servers.append(try StatusServer(port: metricsPort) { path in
+                guard path.hasPrefix("/metrics") else { return (404, "text/plain", "not found\n") }
+                return (200, "text/plain; version=0.0.4", metrics.text())
+            })
+        }
         await waitForTermination()
         logger.info("keeld stopping; the datapath stays as it is")
         for t in tasks { t.cancel() }
+        _ = servers   // the listeners live until the process exits
     }
 }
 

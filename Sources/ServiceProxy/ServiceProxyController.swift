@@ -1,0 +1,91 @@
+import Cluster
+import Logging
+import NetAddress
+import Synchronization
+
+/// What a sync reports, for metrics and health.
+public struct ProxySyncReport: Sendable {
+    public var duration: Duration
+    public var succeeded: Bool
+    public var servicePorts: Int
+    public var endpoints: Int
+}
+
+/// Keeps the data plane equal to the Services and EndpointSlices in the store: one pass per store
+/// change and per resync period. Nothing is programmed before both kinds have been listed once, so a
+/// half-filled store never deletes live services.
+public final class ServiceProxyController: @unchecked Sendable {
+    let store: ClusterStore
+    let dataplane: any ServiceDataplane
+    let node: @Sendable () throws -> ProxyNodeConfig
+    let logger: Logger
+    let report: @Sendable (ProxySyncReport) -> Void
+    private let passLock = Mutex(())
+
+    public init(store: ClusterStore, dataplane: any ServiceDataplane, node: @escaping @Sendable () throws -> ProxyNodeConfig,
+                logger: Logger, report: @escaping @Sendable (ProxySyncReport) -> Void = { _ in }) {
+        self.store = store
+        self.dataplane = dataplane
+        self.node = node
+        self.logger = logger
+        self.report = report
+    }
+
+    public enum Outcome: Sendable, Equatable { case waiting, synced, failed(String) }
+
+    @discardableResult
+    public func syncOnce() -> Outcome {
+        passLock.withLock { _ in
+            let snapshot = store.snapshot()
+            guard snapshot.hasListed(.service, .endpointSlice) else { return .waiting }
+            let clock = ContinuousClock()
+            let start = clock.now
+            do {
+                let state = ProxyState(snapshot: snapshot, node: try node())
+                try dataplane.apply(state)
+                let elapsed = clock.now - start
+                let endpoints = state.services.reduce(0) { $0 + $1.internalBackends.count }
+                report(ProxySyncReport(duration: elapsed, succeeded: true, servicePorts: state.services.count, endpoints: endpoints))
+                logger.debug("proxy rules synced", metadata: ["service.ports": "\(state.services.count)", "endpoints": "\(endpoints)",
+                                                              "duration": "\(elapsed)"])
+                return .synced
+            } catch {
+                report(ProxySyncReport(duration: clock.now - start, succeeded: false, servicePorts: 0, endpoints: 0))
+                logger.error("proxy sync failed", metadata: ["error": "\(error)"])
+                return .failed("\(error)")
+            }
+        }
+    }
+
+    /// Syncs after store changes (coalesced: a burst of events, such as a full list, is one pass
+    /// after `minInterval`) and every `resync`, until the task is cancelled.
+    public func run(resync: Duration = .seconds(30), minInterval: Duration = .milliseconds(50)) async {
+        let (wake, poke) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let events = store.events()
+        let watcher = Task {
+            for await event in events {
+                switch event {
+                case .listed(let kind) where kind != .service && kind != .endpointSlice: continue
+                case .upserted(let o) where o.kind != .service && o.kind != .endpointSlice: continue
+                case .deleted(let k) where k.kind != .service && k.kind != .endpointSlice: continue
+                default: poke.yield(())
+                }
+            }
+        }
+        let timer = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: resync)   // cancellation ends the loop
+                poke.yield(())
+            }
+        }
+        defer { watcher.cancel(); timer.cancel(); poke.finish() }
+        poke.yield(())
+        await withTaskCancellationHandler {
+            for await _ in wake {
+                try? await Task.sleep(for: minInterval)   // let the rest of a burst arrive
+                if Task.isCancelled { break }
+                syncOnce()
+            }
+        } onCancel: { poke.finish() }
+    }
+}
