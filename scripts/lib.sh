@@ -4,8 +4,8 @@
 # tests only; the product talks netlink through libmnl/libnftnl. containernetworking-plugins brings
 # the reference CNI plugins (/usr/lib/cni) for the interoperability tests and the CNI benchmark;
 # podman and busybox-static are the real runtime (and its local image) of the runtime test;
-# iperf3 measures pod-to-pod throughput in scripts/bench overlay.
-KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat containernetworking-plugins podman busybox-static iperf3)
+# iperf3 measures pod-to-pod throughput in scripts/bench overlay; conntrack cross-checks ctnetlink.
+KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat containernetworking-plugins podman busybox-static iperf3 conntrack)
 
 keel_install_packages() {
   local missing=()

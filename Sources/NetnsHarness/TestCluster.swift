@@ -12,6 +12,9 @@ public final class TestCluster: @unchecked Sendable {
     public let nodes: [ClusterNode]
     public let clusterCIDR: CIDR
     public let underlaySubnet: CIDR
+    /// The underlay bridge's address: every node's default gateway.
+    public let gateway: IPAddress
+    private var clients = 0
 
     /// A node of the test cluster.
     public struct ClusterNode: Sendable {
@@ -53,6 +56,11 @@ public final class TestCluster: @unchecked Sendable {
         self.underlaySubnet = underlaySubnet
         underlay = try lab.namespace("\(label)underlay")
         let bridge = try underlay.route.createLink(LinkSpec(name: "ul0", kind: .bridge, mtu: mtu, up: true))
+        // The underlay's first address is the nodes' default gateway (the "outside"; it forwards nothing),
+        // so that traffic to service addresses is routed and reaches the filter hooks.
+        let gateway = underlaySubnet.network.advanced(by: 1)!
+        try underlay.route.addAddress(.withBroadcast(linkIndex: bridge.index, cidr: CIDR(gateway, prefixLength: underlaySubnet.prefixLength)!))
+        self.gateway = gateway
         var nodes: [ClusterNode] = []
         for i in 1...nodeCount {
             let ns = try lab.namespace("\(label)node\(i)")
@@ -62,9 +70,22 @@ public final class TestCluster: @unchecked Sendable {
             let (port, _) = try connect(underlay, InterfaceName("n\(i)")!, nil, to: ns, "eth0",
                                         CIDR(ip, prefixLength: underlaySubnet.prefixLength), mtu: mtu)
             try underlay.route.setMaster(.index(port.index), bridge.index)
+            try ns.route.addRoute(Route(destination: CIDR("0.0.0.0/0")!, gateway: gateway))
             nodes.append(ClusterNode(name: "node\(i)", namespace: ns, ip: ip, podCIDR: podCIDR, underlayInterface: "eth0"))
         }
         self.nodes = nodes
+    }
+
+    /// A namespace outside the cluster on the underlay (address .200, .201, … of the underlay subnet),
+    /// playing an external client: its traffic comes from outside the cluster CIDR.
+    public func externalClient(_ label: String = "client") throws -> (LabNamespace, IPAddress) {
+        clients += 1
+        let ns = try lab.namespace("\(label)\(clients)")
+        let ip = underlaySubnet.network.advanced(by: Int64(199 + clients))!
+        let bridge = try underlay.route.link("ul0")
+        let (port, _) = try connect(underlay, InterfaceName("x\(clients)")!, nil, to: ns, "eth0", CIDR(ip, prefixLength: underlaySubnet.prefixLength))
+        try underlay.route.setMaster(.index(port.index), bridge.index)
+        return (ns, ip)
     }
 
     /// Every node's manifest, one YAML stream.
