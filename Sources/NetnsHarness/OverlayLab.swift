@@ -41,8 +41,8 @@ public final class OverlayLab: @unchecked Sendable {
     }
 
     /// Starts keeld on every node and waits until each has written its node file.
-    public func startAgents(logLevel: String = "info") throws {
-        for n in cluster.nodes { try startAgent(n, logLevel: logLevel) }
+    public func startAgents(logLevel: String = "info", extra: [String] = []) throws {
+        for n in cluster.nodes { try startAgent(n, logLevel: logLevel, extra: extra) }
         try waitFor("node files", timeout: 10) { cluster.nodes.allSatisfy { access(nodeFile($0.name), R_OK) == 0 } }
     }
 
@@ -75,6 +75,11 @@ public final class OverlayLab: @unchecked Sendable {
         try waitFor("peer routes on every node", timeout: timeout) {
             try cluster.nodes.allSatisfy { try peerRoutes($0).count == expected }
         }
+    }
+
+    /// Writes a manifest into keeld's folder (atomically: the watcher never sees half a file).
+    public func writeManifest(_ name: String, _ yaml: String) throws {
+        try writeFile("\(manifests)/\(name)", yaml)
     }
 
     /// `"address":"10.244.1.2/24"` → 10.244.1.2, without a JSON library (the harness stays Foundation-free).

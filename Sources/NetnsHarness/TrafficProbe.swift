@@ -30,8 +30,15 @@ public enum TrafficProbe {
         return try namespace.exec(["ping", family, "-n", "-q", "-c", "\(count)", "-W", "\(timeoutSeconds)", "\(address)"]).succeeded
     }
 
-    /// Opens a TCP connection from inside `namespace` and reads until the server closes.
-    public static func tcpConnect(from namespace: LabNamespace, to address: IPAddress, port: UInt16,
+    /// An HTTP/1.0 GET from inside `namespace`; the whole response (status line, headers, body).
+    public static func httpGet(from namespace: LabNamespace, to address: IPAddress, port: UInt16, path: String,
+                               timeoutMilliseconds: Int32 = 2000) throws -> ConnectOutcome {
+        try tcpConnect(from: namespace, to: address, port: port, send: "GET \(path) HTTP/1.0\r\nHost: \(address)\r\n\r\n",
+                       timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Opens a TCP connection from inside `namespace`, sends `send` (if any) and reads until the server closes.
+    public static func tcpConnect(from namespace: LabNamespace, to address: IPAddress, port: UInt16, send request: String = "",
                                   timeoutMilliseconds: Int32 = 2000) throws -> ConnectOutcome {
         try namespace.run {
             let fd = socket(Int32(address.isIPv4 ? AF_INET : AF_INET6), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -46,6 +53,10 @@ public enum TrafficProbe {
             if soError == ECONNREFUSED { return .refused }
             if soError == ETIMEDOUT { return .timedOut }
             if soError != 0 { return .failed(errno: soError) }
+            if !request.isEmpty {
+                let bytes = Array(request.utf8)
+                _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
             return .connected(reply: readUntilClosed(fd, timeoutMilliseconds))
         }
     }

@@ -108,7 +108,8 @@ struct DemoRun {
         let cluster = try TestCluster(lab: lab, nodeCount: 2, label: backend == "vxlan" ? "vx-" : "hg-")
         let overlay = try OverlayLab(cluster: cluster, backend: backend)
         for n in cluster.nodes { say("   \(n.namespace.name): \(n.ip) on the underlay, pod CIDR \(n.podCIDR)") }
-        try overlay.startAgents()
+        let withProxy = backend == "host-gw"
+        try overlay.startAgents(extra: withProxy ? ["--proxy", "--cluster-cidr", "10.244.0.0/16"] : [])
         let (podA, ipA) = try overlay.addPod(cluster.nodes[0], "a")
         let (podB, ipB) = try overlay.addPod(cluster.nodes[1], "b")
         say("   pods: \(ipA) on node1, \(ipB) on node2 (MTU \(try podA.route.link("eth0").mtu))")
@@ -125,11 +126,53 @@ struct DemoRun {
         defer { server.stop() }
         let outcome = try TrafficProbe.tcpConnect(from: podA, to: ipB, port: 80)
         try check(outcome.reply == "hello from node2's pod", "TCP node1 pod -> node2 pod: \(outcome)")
+        if withProxy { try serviceDemo(overlay, pods: [(podA, ipA, "node1"), (podB, ipB, "node2")]) }
         for (name, agent) in overlay.agents.sorted(by: { $0.key < $1.key }) {
             let status = agent.stop()
             say("   keeld on \(name) stopped by SIGTERM (exit \(status)); its routes stay in place")
         }
         try check(try overlay.peerRoutes(cluster.nodes[0]).count == 1, "the datapath survives keeld's shutdown")
+    }
+
+    /// A Service with a backend on each node: a pod reaches it by its cluster IP, an outside client by
+    /// its NodePort, through the rules keeld's proxy wrote into `ip keel-proxy` on every node.
+    func serviceDemo(_ overlay: OverlayLab, pods: [(LabNamespace, IPAddress, String)]) throws {
+        step("service proxy: Service web (10.96.0.80:80, NodePort 30080) with a backend on each node")
+        let servers = try pods.map { try BannerServer(in: $0.0, address: $0.1, port: 8080, banner: "\($0.1):8080 on \($0.2)") }
+        defer { servers.forEach { $0.stop() } }
+        let endpoints = pods.map { "  - addresses: [\"\($0.1)\"]\n    nodeName: \($0.2)\n    conditions: {ready: true}" }.joined(separator: "\n")
+        try overlay.writeManifest("web.yaml", """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: default}
+            spec:
+              type: NodePort
+              clusterIP: 10.96.0.80
+              ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}]
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+            addressType: IPv4
+            ports: [{name: http, port: 8080, protocol: TCP}]
+            endpoints:
+            \(endpoints)
+
+            """)
+        let vip = IPAddress("10.96.0.80")!
+        var answers = Set<String>()
+        try waitFor("the service answers from both nodes", timeout: 10) {
+            if let r = try TrafficProbe.tcpConnect(from: pods[0].0, to: vip, port: 80, timeoutMilliseconds: 500).reply { answers.insert(r) }
+            return answers.count == 2
+        }
+        try check(answers.count == 2, "pod on node1 -> 10.96.0.80:80 answered by \(answers.sorted().joined(separator: " and "))")
+        let (client, clientIP) = try overlay.cluster.externalClient()
+        let node2 = overlay.cluster.nodes[1].ip
+        let outside = try TrafficProbe.tcpConnect(from: client, to: node2, port: 30080)
+        try check(outside.reply != nil, "outside client \(clientIP) -> NodePort \(node2):30080: \(outside)")
+        let node1 = overlay.cluster.nodes[0]
+        let health = try TrafficProbe.httpGet(from: node1.namespace, to: node1.ip, port: 10256, path: "/healthz").reply ?? ""
+        say("   node1 keeld /healthz: \(health.split(separator: "\r\n").first ?? "no answer")")
     }
 
     /// Masquerade for pod traffic leaving the pod network, and a port-forward map for DNAT.
