@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks, side by side with iproute2 and nft doing the same work in the same run.",
         discussion: "Every run happens in fresh namespaces named keel-bench-<pid>-*, removed afterwards.")
 
-    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map) or cni (bridge + host-local against the reference plugins).")
+    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins) or overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN).")
     var suite: String = "netlink"
 
     @Option(help: "Veth pairs to create and delete.")
@@ -30,14 +30,30 @@ struct Bench: ParsableCommand {
     @Option(help: "cni: ADDs started at once.")
     var concurrent = 20
 
+    @Option(help: "overlay: peer node counts for the route controller convergence runs, comma-separated.")
+    var peerCounts = "10,100,1000"
+
+    @Option(help: "overlay: seconds of each iperf3 run.")
+    var iperfSeconds = 3
+
     func validate() throws {
-        guard ["netlink", "cni"].contains(suite) else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni)") }
+        guard ["netlink", "cni", "overlay"].contains(suite) else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay)") }
+        let counts = peerCounts.split(separator: ",").map { Int($0) }
+        guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 60_000 }) else {
+            throw ValidationError("--peer-counts must be positive numbers up to 60000, comma-separated")
+        }
+        guard iperfSeconds > 0 else { throw ValidationError("--iperf-seconds must be positive") }
         guard vethPairs > 0, routes > 0, elements > 0, runs > 0 else { throw ValidationError("counts must be positive") }
     }
 
     func run() throws {
         try NetnsLab.with(prefix: "keel-bench") { lab in
             var table = BenchTable()
+            if suite == "overlay" {
+                try OverlayBench(lab: lab, runs: runs, peerCounts: peerCounts.split(separator: ",").map { Int($0)! },
+                                 iperfSeconds: iperfSeconds).run()
+                return
+            }
             if suite == "cni" {
                 try CNIBench(lab: lab, sequential: pods, concurrent: concurrent).run(into: &table)
                 print(table.renderedDistributions())
