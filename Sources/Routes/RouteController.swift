@@ -55,8 +55,12 @@ public final class RouteController: @unchecked Sendable {
         let snapshot = store.snapshot()
         guard snapshot.hasListed(.node) else { return .waitingForNodes }
         do {
-            let me = snapshot.nodes[nodeName]
-            if me == nil { logger.warning("this node is not among the Node objects", metadata: ["node": "\(nodeName)"]) }
+            // Without our own Node (a missing or malformed manifest) we do not know our device or pod
+            // CIDR: change nothing rather than tear down what works.
+            guard let me = snapshot.nodes[nodeName] else {
+                logger.warning("this node is not among the Node objects; peers left as they are", metadata: ["node": "\(nodeName)"])
+                return .waitingForNodes
+            }
             let local = try prepare(me)
             let desired = desiredPeerState(nodes: snapshot.nodes.values.map(PeerNode.init), local: local)
             if desired.skipped != lastSkipped {
@@ -68,7 +72,7 @@ public final class RouteController: @unchecked Sendable {
             let current = try sync.current(vxlanIndex: local.vxlanIndex)
             let changes = peerChanges(current: current, desired: desired)
             guard !changes.isEmpty else {
-                logger.trace("peers in sync", metadata: ["peers": "\(snapshot.nodes.count - (me == nil ? 0 : 1))"])
+                logger.trace("peers in sync", metadata: ["peers": "\(snapshot.nodes.count - 1)"])
                 return .applied(changes)
             }
             let failures = sync.apply(changes)
