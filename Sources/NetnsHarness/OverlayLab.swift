@@ -40,6 +40,16 @@ public final class OverlayLab: @unchecked Sendable {
             in: node.namespace.namespace)
     }
 
+    /// Stops `node`'s keeld with SIGTERM through its handle; returns its exit status.
+    @discardableResult
+    public func stopAgent(_ node: TestCluster.ClusterNode) -> Int32? {
+        defer { agents[node.name] = nil }
+        return agents[node.name]?.stop()
+    }
+
+    /// What `node`'s keeld logged so far (stderr).
+    public func agentLog(_ node: String) -> String { agents[node]?.stderr ?? "" }
+
     /// Starts keeld on every node and waits until each has written its node file.
     public func startAgents(logLevel: String = "info", extra: [String] = []) throws {
         for n in cluster.nodes { try startAgent(n, logLevel: logLevel, extra: extra) }

@@ -4,83 +4,27 @@ import Netlink
 import NetnsHarness
 import Testing
 
-/// A cluster of node namespaces running keeld (route controller) with pods made by the host-gw or
-/// vxlan plugin binaries.
+/// The test-side view of an `OverlayLab` (keeld per node, pods from the host-gw or vxlan plugin):
+/// what the route controller may touch, read with iproute2.
 final class OverlayCluster {
-    let cluster: TestCluster
-    let backend: String
-    let dir: String
-    let runner: [String: CNIRunner]
-    var agents: [String: BackgroundProcess] = [:]
+    let overlay: OverlayLab
+    var cluster: TestCluster { overlay.cluster }
+    var backend: String { overlay.backend }
+    var manifests: String { overlay.manifests }
+    var agents: [String: BackgroundProcess] { overlay.agents }
 
     init(lab: NetnsLab, backend: String, nodes: Int, mtu: UInt32 = 1500) throws {
-        self.backend = backend
-        cluster = try TestCluster(lab: lab, nodeCount: nodes, mtu: mtu)
-        dir = "/tmp/keel-overlay-\(getpid())-\(backend)-\(UInt32.random(in: 0 ... .max))"
-        try FileManager.default.createDirectory(atPath: dir + "/manifests", withIntermediateDirectories: true)
-        try cluster.writeManifests(to: dir + "/manifests")
-        var runners: [String: CNIRunner] = [:]
-        for n in cluster.nodes { runners[n.name] = CNIRunner(node: n.namespace, path: [CNIRunner.keelPluginDirectory]) }
-        runner = runners
+        overlay = try OverlayLab(cluster: TestCluster(lab: lab, nodeCount: nodes, mtu: mtu), backend: backend)
     }
 
-    deinit {
-        for a in agents.values { a.stop() }
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-
-    var keeld: String { CNIRunner.keelPluginDirectory + "/keeld" }
-    var manifests: String { dir + "/manifests" }
-    func nodeFile(_ node: String) -> String { "\(dir)/\(node).env" }
     func node(_ name: String) -> TestCluster.ClusterNode { cluster.nodes.first { $0.name == name }! }
-
-    func startAgent(_ node: TestCluster.ClusterNode, logLevel: String = "debug", extra: [String] = []) throws {
-        agents[node.name] = try NamespaceProcess.start(
-            [keeld, "--routes", "--backend", backend, "--manifests", manifests, "--node-name", node.name,
-             "--node-file", nodeFile(node.name), "--resync-seconds", "1", "--log-level", logLevel] + extra,
-            in: node.namespace.namespace)
-    }
-
-    /// SIGTERM through the handle; returns keeld's exit status.
-    @discardableResult
-    func stopAgent(_ node: TestCluster.ClusterNode) -> Int32? {
-        defer { agents[node.name] = nil }
-        return agents[node.name]?.stop()
-    }
-
-    func startAgents() throws {
-        for n in cluster.nodes { try startAgent(n) }
-        try waitUntil("node files written") { cluster.nodes.allSatisfy { FileManager.default.fileExists(atPath: nodeFile($0.name)) } }
-    }
-
-    func config(_ node: String) -> String {
-        """
-        {"cniVersion":"1.0.0","name":"keel","type":"\(backend)","nodeFile":"\(nodeFile(node))","dataDir":"\(dir)/ipam-\(node)"}
-        """
-    }
-
-    /// A pod on `node` attached through the plugin binary; returns its namespace and address.
-    func addPod(_ node: TestCluster.ClusterNode, _ name: String) throws -> (LabNamespace, IPAddress) {
-        let pod = try cluster.lab.namespace("\(node.name)-\(name)")
-        let r = try runner[node.name]!.add(backend, pod: pod, containerID: "\(node.name)-\(name)", config: config(node.name))
-        guard r.succeeded else { throw ProcessError(command: ["\(backend) ADD"], reason: r.description) }
-        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
-        let address = ((json["ips"] as! [[String: Any]])[0]["address"] as! String).split(separator: "/")[0]
-        return (pod, IPAddress(address)!)
-    }
-
-    /// Peer entries (routes with protocol keel) on `node`.
-    func keelRoutes(_ node: TestCluster.ClusterNode) throws -> [Route] {
-        try node.namespace.route.routes(table: .main).filter { $0.proto == .keel }
-    }
-
-    /// Waits until every node has a route to each other node's pod CIDR.
-    func waitForPeers() throws {
-        let expected = cluster.nodes.count - 1
-        try waitUntil("peer routes") { try cluster.nodes.allSatisfy { try keelRoutes($0).count == expected } }
-    }
-
-    func agentLog(_ node: String) -> String { agents[node]?.stderr ?? "" }
+    func startAgent(_ node: TestCluster.ClusterNode, logLevel: String = "debug") throws { try overlay.startAgent(node, logLevel: logLevel) }
+    @discardableResult func stopAgent(_ node: TestCluster.ClusterNode) -> Int32? { overlay.stopAgent(node) }
+    func startAgents() throws { try overlay.startAgents(logLevel: "debug") }
+    func addPod(_ node: TestCluster.ClusterNode, _ name: String) throws -> (LabNamespace, IPAddress) { try overlay.addPod(node, name) }
+    func keelRoutes(_ node: TestCluster.ClusterNode) throws -> [Route] { try overlay.peerRoutes(node) }
+    func waitForPeers() throws { try overlay.waitForPeers() }
+    func agentLog(_ node: String) -> String { overlay.agentLog(node) }
 
     /// What the route controller may touch on `node`, as iproute2 prints it: the whole main table,
     /// and for vxlan the device, its FDB and its permanent neighbours. Read with the tools (not the
@@ -142,12 +86,7 @@ struct UnderlayCounters {
 }
 
 func waitUntil(_ what: String, timeout: Double = 10, _ condition: () throws -> Bool) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try condition() { return }
-        usleep(50_000)
-    }
-    throw ProcessError(command: ["wait"], reason: "timed out waiting for: \(what)")
+    try waitFor(what, timeout: timeout, condition)
 }
 
 @Suite(.serialized, .enabled(if: Privilege.canRunNetnsTests, "needs CAP_NET_ADMIN and CAP_SYS_ADMIN"))
