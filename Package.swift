@@ -50,6 +50,11 @@ let package = Package(
         .target(name: "ServiceProxy", dependencies: [
             "NFTables", "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Pure: (policies, pods, namespaces, node) -> desired nftables state and the flow evaluation
+        // behind keelctl's explain/matrix; plus its sync.
+        .target(name: "PolicyEnforcer", dependencies: [
+            "NFTables", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Pure: (nodes, this node) -> peer routes / FDB / neighbours; plus the sync that applies them.
         .target(name: "Routes", dependencies: [
             "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
@@ -65,6 +70,7 @@ let package = Package(
         .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),
         .executableTarget(name: "keel-lab", dependencies: [
             "NetnsHarness", "Netlink", "NFTables", "NetAddress", "Routes", "PodNetwork",   // Routes, PodNetwork: bench overlay
+            "ServiceProxy", .product(name: "Logging", package: "swift-log"),   // bench proxy
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),
@@ -73,6 +79,7 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
+        .testTarget(name: "PolicyEnforcerTests", dependencies: ["PolicyEnforcer", "Cluster", "NFTables", "NetAddress"]),
         .testTarget(name: "ServiceProxyTests", dependencies: ["ServiceProxy", "NFTables", "NetAddress"]),
         .testTarget(name: "RoutesTests", dependencies: ["Routes", "Netlink", "NetAddress"]),
         .testTarget(name: "PodNetworkTests", dependencies: ["PodNetwork", "CNI", "NFTables", "NetAddress"]),

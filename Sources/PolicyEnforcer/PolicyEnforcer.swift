@@ -1,0 +1,1 @@
+// placeholder: the policy enforcer lands here
