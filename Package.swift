@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "NetnsHarness", targets: ["NetnsHarness"]),
         .executable(name: "keel-lab", targets: ["keel-lab"]),
         .executable(name: "keeld", targets: ["keeld"]),
+        .executable(name: "keelctl", targets: ["keelctl"]),
         .executable(name: "bridge", targets: ["bridge"]),
         .executable(name: "host-local", targets: ["host-local"]),
         .executable(name: "loopback", targets: ["loopback"]),
@@ -62,6 +63,11 @@ let package = Package(
         .executableTarget(name: "keeld", dependencies: [
             "Cluster", "Routes", "ServiceProxy", "PodNetwork", "Netlink", "NFTables", "NetAddress",
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "keelctl", dependencies: [
+            "Cluster", "ServiceProxy", "PolicyEnforcer", "NFTables", "NetAddress",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
