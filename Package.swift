@@ -89,6 +89,6 @@ let package = Package(
         .testTarget(name: "ServiceProxyTests", dependencies: ["ServiceProxy", "NFTables", "NetAddress"]),
         .testTarget(name: "RoutesTests", dependencies: ["Routes", "Netlink", "NetAddress"]),
         .testTarget(name: "PodNetworkTests", dependencies: ["PodNetwork", "CNI", "NFTables", "NetAddress"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", "ServiceProxy", .product(name: "SystemPackage", package: "swift-system")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", "ServiceProxy", "PolicyEnforcer", .product(name: "SystemPackage", package: "swift-system")]),
     ]
 )

@@ -1,1 +1,0 @@
-// placeholder: the policy enforcer lands here
