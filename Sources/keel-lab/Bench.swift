@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks, side by side with iproute2 and nft doing the same work in the same run.",
         discussion: "Every run happens in fresh namespaces named keel-bench-<pid>-*, removed afterwards.")
 
-    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins) or overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN).")
+    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins), overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN) or proxy (service proxy sync at 1K-10K services against nft -f and kube-proxy's layout; first-connection latency).")
     var suite: String = "netlink"
 
     @Option(help: "Veth pairs to create and delete.")
@@ -36,8 +36,25 @@ struct Bench: ParsableCommand {
     @Option(help: "overlay: seconds of each iperf3 run.")
     var iperfSeconds = 3
 
+    @Option(help: "proxy: service counts for the full syncs, comma-separated; the changes and the latency run at the largest.")
+    var serviceCounts = "1000,2000,5000,10000"
+
+    @Option(help: "proxy: endpoints per service.")
+    var endpointsPerService = 10
+
+    @Option(help: "proxy: seconds a kube-proxy layout load may take; larger sizes are skipped once one would exceed it (quadratic estimate).")
+    var referenceCap = 60.0
+
+    @Option(help: "proxy: TCP connects per service for the latency percentiles.")
+    var connects = 200
+
     func validate() throws {
-        guard ["netlink", "cni", "overlay"].contains(suite) else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay)") }
+        guard ["netlink", "cni", "overlay", "proxy"].contains(suite) else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay, proxy)") }
+        let services = serviceCounts.split(separator: ",").map { Int($0) }
+        guard !services.isEmpty, services.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 60_000 }), (1...250).contains(endpointsPerService),
+              referenceCap > 0, connects > 0 else {
+            throw ValidationError("--service-counts must be positive numbers up to 60000, --endpoints-per-service 1-250, --reference-cap and --connects positive")
+        }
         let counts = peerCounts.split(separator: ",").map { Int($0) }
         guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 60_000 }) else {
             throw ValidationError("--peer-counts must be positive numbers up to 60000, comma-separated")
@@ -52,6 +69,11 @@ struct Bench: ParsableCommand {
             if suite == "overlay" {
                 try OverlayBench(lab: lab, runs: runs, peerCounts: peerCounts.split(separator: ",").map { Int($0)! },
                                  iperfSeconds: iperfSeconds).run()
+                return
+            }
+            if suite == "proxy" {
+                try ProxyBench(lab: lab, sizes: serviceCounts.split(separator: ",").map { Int($0)! }, endpointsPerService: endpointsPerService,
+                               runs: runs, referenceCap: referenceCap, connects: connects).run()
                 return
             }
             if suite == "cni" {
