@@ -6,12 +6,18 @@ public enum ClusterObject: Sendable, Hashable {
     case node(Node)
     case service(Service)
     case endpointSlice(EndpointSlice)
+    case pod(Pod)
+    case namespace(Namespace)
+    case networkPolicy(NetworkPolicy)
 
     public var kind: ObjectKind {
         switch self {
         case .node: .node
         case .service: .service
         case .endpointSlice: .endpointSlice
+        case .pod: .pod
+        case .namespace: .namespace
+        case .networkPolicy: .networkPolicy
         }
     }
     public var key: ObjectKey { ObjectKey(kind: kind, namespace: metadata.namespace, name: metadata.name) }
@@ -22,6 +28,9 @@ public enum ClusterObject: Sendable, Hashable {
             case .node(let n): n.metadata
             case .service(let s): s.metadata
             case .endpointSlice(let s): s.metadata
+            case .pod(let p): p.metadata
+            case .namespace(let n): n.metadata
+            case .networkPolicy(let p): p.metadata
             }
         }
         set {
@@ -29,6 +38,9 @@ public enum ClusterObject: Sendable, Hashable {
             case .node(var n): n.metadata = newValue; self = .node(n)
             case .service(var s): s.metadata = newValue; self = .service(s)
             case .endpointSlice(var s): s.metadata = newValue; self = .endpointSlice(s)
+            case .pod(var p): p.metadata = newValue; self = .pod(p)
+            case .namespace: self = .namespace(Namespace(metadata: newValue))   // keeps the name label
+            case .networkPolicy(var p): p.metadata = newValue; self = .networkPolicy(p)
             }
         }
     }

@@ -5,6 +5,13 @@ public struct ClusterSnapshot: Sendable {
     public var nodes: [String: Node]
     /// Services by key (`Service/<namespace>/<name>`; see ``Service/key``).
     public var services: [ObjectKey: Service]
+    /// Pods by key (`Pod/<namespace>/<name>`; see ``Pod/key``).
+    public var pods: [ObjectKey: Pod]
+    /// Namespaces by name. A namespace that pods or policies name but that has no Namespace object
+    /// (a manifest folder that never wrote `default`) is simply absent here.
+    public var namespaces: [String: Namespace]
+    /// NetworkPolicies by key (`NetworkPolicy/<namespace>/<name>`; see ``NetworkPolicy/key``).
+    public var networkPolicies: [ObjectKey: NetworkPolicy]
     /// Increases with every change to the store's contents (and the first list of each kind);
     /// equal versions mean equal contents.
     public var version: UInt64
@@ -17,10 +24,14 @@ public struct ClusterSnapshot: Sendable {
     var sliceIndex: [ObjectKey: Set<String>] = [:]
 
     public init(nodes: [String: Node] = [:], services: [ObjectKey: Service] = [:],
-                endpointSlices: [ObjectKey: EndpointSlice] = [:], version: UInt64 = 0,
-                listedKinds: Set<ObjectKind> = []) {
+                endpointSlices: [ObjectKey: EndpointSlice] = [:], pods: [ObjectKey: Pod] = [:],
+                namespaces: [String: Namespace] = [:], networkPolicies: [ObjectKey: NetworkPolicy] = [:],
+                version: UInt64 = 0, listedKinds: Set<ObjectKind> = []) {
         self.nodes = nodes
         self.services = services
+        self.pods = pods
+        self.namespaces = namespaces
+        self.networkPolicies = networkPolicies
         self.version = version
         self.listedKinds = listedKinds
         self.endpointSlices = endpointSlices
@@ -48,7 +59,9 @@ public struct ClusterSnapshot: Sendable {
         case .node: nodes[key.name].map(ClusterObject.node)
         case .service: services[key].map(ClusterObject.service)
         case .endpointSlice: endpointSliceStorage[key].map(ClusterObject.endpointSlice)
-        case .pod, .namespace, .networkPolicy: nil
+        case .pod: pods[key].map(ClusterObject.pod)
+        case .namespace: namespaces[key.name].map(ClusterObject.namespace)
+        case .networkPolicy: networkPolicies[key].map(ClusterObject.networkPolicy)
         }
     }
 
@@ -58,7 +71,9 @@ public struct ClusterSnapshot: Sendable {
         case .node: nodes.keys.map { ObjectKey(kind: .node, name: $0) }
         case .service: Array(services.keys)
         case .endpointSlice: Array(endpointSliceStorage.keys)
-        case .pod, .namespace, .networkPolicy: []
+        case .pod: Array(pods.keys)
+        case .namespace: namespaces.keys.map { ObjectKey(kind: .namespace, name: $0) }
+        case .networkPolicy: Array(networkPolicies.keys)
         }
     }
 
@@ -69,6 +84,9 @@ public struct ClusterSnapshot: Sendable {
         case .endpointSlice(let s):
             removeSlice(s.key)
             insert(s)
+        case .pod(let p): pods[p.key] = p
+        case .namespace(let n): namespaces[n.name] = n
+        case .networkPolicy(let p): networkPolicies[p.key] = p
         }
     }
 
@@ -77,7 +95,9 @@ public struct ClusterSnapshot: Sendable {
         case .node: nodes.removeValue(forKey: key.name).map(ClusterObject.node)
         case .service: services.removeValue(forKey: key).map(ClusterObject.service)
         case .endpointSlice: removeSlice(key).map(ClusterObject.endpointSlice)
-        case .pod, .namespace, .networkPolicy: nil
+        case .pod: pods.removeValue(forKey: key).map(ClusterObject.pod)
+        case .namespace: namespaces.removeValue(forKey: key.name).map(ClusterObject.namespace)
+        case .networkPolicy: networkPolicies.removeValue(forKey: key).map(ClusterObject.networkPolicy)
         }
     }
 

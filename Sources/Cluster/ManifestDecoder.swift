@@ -10,7 +10,9 @@ import Yams
 ///   returns, items without `kind`) are unpacked.
 /// - A document of a kind Keel reads but with a bad field becomes a ``ManifestProblem`` and is skipped;
 ///   the other documents of the same file are kept.
-/// - Kinds read: v1 `Node`, v1 `Service` and discovery.k8s.io/v1 `EndpointSlice` (``supportedKinds``).
+/// - Kinds read: v1 `Node`, v1 `Service`, discovery.k8s.io/v1 `EndpointSlice`, v1 `Pod` (with
+///   `status.podIP(s)`, written after the CNI ADD in manifest mode), v1 `Namespace` and
+///   networking.k8s.io/v1 `NetworkPolicy` (``supportedKinds``).
 ///   Headless and `ExternalName` Services are valid; an EndpointSlice's zone `hints` are advisory and
 ///   never a problem.
 /// - Two objects with the same kind, namespace and name: the first (in file-name, then document
@@ -41,7 +43,7 @@ import Yams
 public enum ManifestDecoder {
     /// The kinds the decoder builds objects for. A source lists only these: claiming a complete list
     /// of a kind it cannot read would make a controller delete everything of that kind.
-    public static let supportedKinds: Set<ObjectKind> = [.node, .service, .endpointSlice]
+    public static let supportedKinds: Set<ObjectKind> = [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy]
 
     /// True for the names a manifest folder reads: `*.yaml`, `*.yml`, `*.json`.
     public static func isManifestFile(_ name: String) -> Bool {
@@ -269,8 +271,10 @@ struct ManifestDocument: Decodable {
         case .service: return validated({ Service.validated(try ServiceManifest(from: decoder)) }, ClusterObject.service)
         case .endpointSlice:
             return validated({ EndpointSlice.validated(try EndpointSliceManifest(from: decoder)) }, ClusterObject.endpointSlice)
-        case .pod, .namespace, .networkPolicy:
-            return []
+        case .pod: return validated({ Pod.validated(try PodManifest(from: decoder)) }, ClusterObject.pod)
+        case .namespace: return validated({ Namespace.validated(try NamespaceManifest(from: decoder)) }, ClusterObject.namespace)
+        case .networkPolicy:
+            return validated({ NetworkPolicy.validated(try NetworkPolicyManifest(from: decoder)) }, ClusterObject.networkPolicy)
         }
     }
 

@@ -246,9 +246,9 @@ import Testing
             let (logger, log) = capturingLogger()
             let store = ClusterStore()
             let source = ManifestDirectorySource(directory: dir, logger: logger)
-            #expect(source.listedKinds == [.node, .service, .endpointSlice])
-            #expect(ManifestDirectorySource(directory: dir, logger: logger, kinds: [.node, .pod]).listedKinds == [.node])
-            #expect(ManifestDecoder.supportedKinds == [.node, .service, .endpointSlice])
+            #expect(source.listedKinds == [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy])
+            #expect(ManifestDirectorySource(directory: dir, logger: logger, kinds: [.node, .pod]).listedKinds == [.node, .pod])
+            #expect(ManifestDecoder.supportedKinds == [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy])
 
             let problems = source.loadOnce(into: store)
             let snapshot = store.snapshot()
