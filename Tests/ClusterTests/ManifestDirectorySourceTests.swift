@@ -29,7 +29,7 @@ import Testing
             #expect(Set(store.snapshot().nodes.keys) == ["node1", "node3", "node5"])
             #expect(store.snapshot().hasListed(.node))
             #expect(store.snapshot().hasListed(.service, .endpointSlice), "an empty list of a readable kind is a list")
-            #expect(!store.snapshot().hasListed(.pod), "kinds the decoder cannot read are never claimed listed")
+            #expect(store.snapshot().hasListed(.pod, .namespace, .networkPolicy), "every kind the decoder reads is listed")
             #expect(problems.map { [$0.file, $0.objectName ?? "", $0.field] }
                     == [["b-nodes.yml", "node2", "spec.podCIDR"], ["c-dup.yaml", "node4", "spec.podCIDR"]])
             #expect(problems[1].reason.contains("Node \"node1\""))
@@ -139,7 +139,8 @@ import Testing
             defer { run.cancel() }
             // Generous timeouts: the whole suite runs in parallel on two cores; the debounce count is
             // what this test is about, not the latency.
-            #expect(await recorder.wait(for: 3, timeout: .seconds(5)) == [.listed(.node), .listed(.service), .listed(.endpointSlice)])
+            #expect(await recorder.wait(for: 6, timeout: .seconds(5))
+                    == [.listed(.node), .listed(.service), .listed(.endpointSlice), .listed(.pod), .listed(.namespace), .listed(.networkPolicy)])
             recorder.clear()
             for i in 1...20 {
                 try write(nodeYAML("n\(i)", podCIDR: "10.244.\(i).0/24", ip: "10.0.0.\(i)"), to: dir + "/n\(i).yaml")
