@@ -7,6 +7,7 @@ import NFTables
 import NetAddress
 import Netlink
 import PodNetwork
+import PolicyEnforcer
 import Routes
 import ServiceProxy
 
@@ -31,6 +32,9 @@ struct Keeld: AsyncParsableCommand {
 
     @Flag(help: "Run the service proxy: program Services and EndpointSlices into the nftables table ip keel-proxy.")
     var proxy = false
+
+    @Flag(help: "Run the NetworkPolicy enforcer: program the policies selecting this node's pods into the nftables table ip keel-policy.")
+    var policy = false
 
     @Option(help: "Comma-separated CIDRs: NodePorts answer only on node addresses inside them (default: every node address; never 127.0.0.0/8).")
     var nodeportAddresses: String = ""
@@ -69,7 +73,7 @@ struct Keeld: AsyncParsableCommand {
         guard CIDR(clusterCIDR) != nil else { throw ValidationError("--cluster-cidr \(clusterCIDR) is not a CIDR") }
         if let u = underlayInterface, InterfaceName(u) == nil { throw ValidationError("--underlay-interface \(u) is not an interface name") }
         guard resyncSeconds > 0 else { throw ValidationError("--resync-seconds must be positive") }
-        guard routes || proxy else { throw ValidationError("nothing to run: enable a controller (--routes, --proxy)") }
+        guard routes || proxy || policy else { throw ValidationError("nothing to run: enable a controller (--routes, --proxy, --policy)") }
         for part in nodeportAddresses.split(separator: ",") where CIDR(part) == nil {
             throw ValidationError("--nodeport-addresses: \(part) is not a CIDR")
         }
@@ -88,6 +92,7 @@ struct Keeld: AsyncParsableCommand {
         var kinds: Set<ObjectKind> = []
         if routes { kinds.insert(.node) }
         if proxy { kinds.formUnion([.service, .endpointSlice]) }
+        if policy { kinds.formUnion(PolicyController.kinds) }
         let source = ManifestDirectorySource(directory: manifests, logger: Logger(label: "keeld.manifests"), kinds: kinds)
         let socket = try RouteSocket()
         var tasks = [
@@ -100,6 +105,18 @@ struct Keeld: AsyncParsableCommand {
                                  nodeFile: nodeFile, manifests: manifests, socket: socket, logger: Logger(label: "keeld.node"))
             let controller = RouteController(store: store, socket: socket, nodeName: name,
                                              logger: Logger(label: "keeld.routes"), prepare: { try node.prepare($0) })
+            tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
+        }
+        if policy {
+            // Pods on one bridge talk without routing: br_netfilter hands their packets to the ip
+            // family's forward hook, where the policy chains are. Set in this (the node's) namespace.
+            do { try Sysctl.write("net.bridge.bridge-nf-call-iptables", "1") } catch {
+                logger.warning("br_netfilter unavailable: traffic between pods on the same bridge is not policed",
+                               metadata: ["error": "\(error)"])
+            }
+            let controller = PolicyController(store: store, sync: PolicySync(nft: try NFTablesSocket(), logger: Logger(label: "keeld.policy")),
+                                              nodeName: name, logger: Logger(label: "keeld.policy"),
+                                              compile: { compiledPods($0, nodeName: $1) })
             tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
         }
         var servers: [StatusServer] = []
