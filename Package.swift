@@ -61,7 +61,7 @@ let package = Package(
             "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "keeld", dependencies: [
-            "Cluster", "Routes", "ServiceProxy", "PodNetwork", "Netlink", "NFTables", "NetAddress",
+            "Cluster", "Routes", "ServiceProxy", "PolicyEnforcer", "PodNetwork", "Netlink", "NFTables", "NetAddress",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
