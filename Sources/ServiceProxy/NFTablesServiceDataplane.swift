@@ -92,8 +92,11 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
         let before = Dictionary(previous.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for s in current.services where s.name.proto == .udp {
             let now = Set(s.internalBackends + s.externalBackends)
-            guard let old = before[s.name] else { continue }
-            let was = Set(old.internalBackends + old.externalBackends)
+            // A service that is new since the last sync had no endpoints before it either: a client
+            // that sent to its address before it existed holds an entry that was never DNATed and
+            // keeps its flow away from the new backends (kube-proxy counts it as newly active too).
+            // Skipping new services left such a flow black-holed for as long as it kept sending.
+            let was = before[s.name].map { Set($0.internalBackends + $0.externalBackends) } ?? []
             do {
                 for gone in was.subtracting(now) {
                     try conntrack.deleteEntries(ofRemovedEndpoint: gone.address, port: gone.port, proto: .udp)
