@@ -2,11 +2,12 @@ import ArgumentParser
 import Cluster
 import NFTables
 import NetAddress
+import PolicyEnforcer
 import ServiceProxy
 
 struct Render: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the nftables ruleset keeld would program on a node for these manifests (service proxy), without touching the kernel.")
+        abstract: "Print the nftables rulesets keeld would program on a node for these manifests (service proxy and policy), without touching the kernel.")
 
     @Option(help: "Folder of Kubernetes manifests (YAML/JSON).")
     var manifests: String
@@ -34,13 +35,14 @@ struct Render: ParsableCommand {
         let config = ProxyNodeConfig(nodeName: node, nodeAddresses: me.internalIPs,
                                      nodePortAddresses: nodeportAddresses.split(separator: ",").compactMap { CIDR($0) },
                                      clusterCIDR: CIDR(clusterCIDR))
-        let ruleset = ServiceRuleset.ruleset(ProxyState(snapshot: snapshot, node: config))
-        let text = transaction(from: nil, to: ruleset).description
+        let proxy = ServiceRuleset.ruleset(ProxyState(snapshot: snapshot, node: config))
+        let policy = PolicyRuleset.ruleset(compiledPods(snapshot, nodeName: node))
+        let text = transaction(from: nil, to: proxy).description + "\n" + transaction(from: nil, to: policy).description
         switch output {
         case .text: print(text)
         case .json:
             let lines = text.split(separator: "\n").map { jsonString(String($0)) }
-            print("{\"node\":\(jsonString(node)),\"tables\":[\(jsonString(ServiceRuleset.table.description))],\"operations\":[\(lines.joined(separator: ","))]}")
+            print("{\"node\":\(jsonString(node)),\"tables\":[\(jsonString(ServiceRuleset.table.description)),\(jsonString(PolicyRuleset.table.description))],\"operations\":[\(lines.joined(separator: ","))]}")
         }
     }
 }

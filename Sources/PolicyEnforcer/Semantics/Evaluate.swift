@@ -19,6 +19,9 @@ import Cluster
 /// The same compiled rules as the nftables compiler reads (``isolation(of:in:)``) decide, so
 /// `keelctl explain` and the datapath cannot disagree.
 public func evaluate(_ flow: Flow, in input: PolicyInput) -> Verdict {
+    if let key = flow.source.podKey, key == flow.destination.podKey {
+        return Verdict(egress: .toItself, ingress: .toItself)
+    }
     func isolated(_ endpoint: Endpoint) -> IsolatedPod? {
         guard let key = endpoint.podKey, let pod = input.pod(key) else { return nil }
         return isolation(of: pod, in: input)

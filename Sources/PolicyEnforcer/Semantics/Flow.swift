@@ -92,6 +92,9 @@ public enum SideVerdict: Sendable, Hashable, CustomStringConvertible {
     case allowed(by: [RuleRef])
     /// Ingress from the pod's own node: always allowed, isolated or not (see ``Endpoint/node(_:)``).
     case allowedFromNode
+    /// A pod's connection to itself: it never leaves the pod (loopback), so no policy can stop it;
+    /// Kubernetes' network-policy conformance tests expect it to work under every policy.
+    case toItself
     /// Isolated by these policies (sorted), and none of their rules allows the flow.
     case denied(isolatedBy: [PolicyRef])
 
@@ -103,6 +106,7 @@ public enum SideVerdict: Sendable, Hashable, CustomStringConvertible {
         case .notIsolated: "not isolated"
         case .allowed(let rules): "allowed by \(rules.map(\.description).joined(separator: ", "))"
         case .allowedFromNode: "allowed: from the pod's node"
+        case .toItself: "allowed: a pod's traffic to itself stays inside the pod"
         case .denied(let policies): "denied: isolated by \(policies.map(\.description).joined(separator: ", ")) and no rule matches"
         }
     }

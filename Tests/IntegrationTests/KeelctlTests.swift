@@ -1,0 +1,96 @@
+import Foundation
+import NetnsHarness
+import Testing
+
+/// keelctl as an operator runs it: the built binary over a manifest folder.
+@Suite struct KeelctlTests {
+    static let manifests = """
+        apiVersion: v1
+        kind: Node
+        metadata: {name: node1}
+        spec: {podCIDR: 10.244.1.0/24}
+        status: {addresses: [{type: InternalIP, address: 192.168.50.11}]}
+        ---
+        apiVersion: v1
+        kind: Namespace
+        metadata: {name: shop}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web, namespace: shop, labels: {app: web}}
+        spec: {nodeName: node1, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}
+        status: {podIP: 10.244.1.10}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: client, namespace: shop, labels: {app: client}}
+        spec: {nodeName: node1, containers: [{name: c}]}
+        status: {podIP: 10.244.1.11}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: other, namespace: shop, labels: {app: other}}
+        spec: {nodeName: node1, containers: [{name: c}]}
+        status: {podIP: 10.244.1.12}
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: web-from-client, namespace: shop}
+        spec:
+          podSelector: {matchLabels: {app: web}}
+          ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: http}]}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web, namespace: shop}
+        spec: {clusterIP: 10.96.0.80, ports: [{name: http, port: 80, targetPort: http}]}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: broken, namespace: shop}
+        spec: {clusterIP: 10.96.0.999, ports: [{port: 80}]}
+        ---
+        apiVersion: discovery.k8s.io/v1
+        kind: EndpointSlice
+        metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+        addressType: IPv4
+        ports: [{name: http, port: 8080, protocol: TCP}]
+        endpoints: [{addresses: [10.244.1.10], nodeName: node1}]
+
+        """
+
+    func keelctl(_ args: [String]) throws -> ProcessResult {
+        let dir = NSTemporaryDirectory() + "keelctl-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.manifests.write(toFile: dir + "/all.yaml", atomically: true, encoding: .utf8)
+        return try NamespaceProcess.run([CNIRunner.keelPluginDirectory + "/keelctl"] + args.map { $0 == "DIR" ? dir : $0 })
+    }
+
+    @Test func explainNamesTheDecidingRule() throws {
+        let allowed = try keelctl(["policy", "explain", "--manifests", "DIR", "--from", "shop/client", "--to", "shop/web", "--port", "8080/TCP"])
+        #expect(allowed.succeeded)
+        #expect(allowed.stdout.contains("ALLOWED") && allowed.stdout.contains("shop/web-from-client: ingress[0]"))
+        let denied = try keelctl(["policy", "explain", "--manifests", "DIR", "--from", "shop/other", "--to", "shop/web", "--port", "8080",
+                                  "--output", "json"])
+        #expect(denied.stdout.contains("\"allowed\":false"))
+    }
+
+    @Test func matrixMatchesThePolicy() throws {
+        let r = try keelctl(["policy", "matrix", "--manifests", "DIR", "--port", "8080/TCP", "--output", "json"])
+        // Pods sorted: client, other, web. Only client -> web and web -> web (itself) reach web.
+        #expect(r.stdout.contains("\"pods\":[\"shop/client\",\"shop/other\",\"shop/web\"]"), "\(r)")
+        #expect(r.stdout.contains("\"allowed\":[[true,true,true],[true,true,false],[true,true,true]]"), "\(r)")
+    }
+
+    @Test func renderShowsBothTablesAndValidateReportsTheBrokenObject() throws {
+        let r = try keelctl(["render", "--manifests", "DIR", "--node", "node1"])
+        #expect(r.succeeded)
+        #expect(r.stdout.contains("add table ip keel-proxy") && r.stdout.contains("add table ip keel-policy"))
+        #expect(r.stdout.contains("10.96.0.80 . tcp . 80") && r.stdout.contains("10.244.1.10 . 8080"))
+        #expect(r.stdout.contains("10.244.1.11 . tcp . 8080"), "the named port resolved for the web pod")
+        let v = try keelctl(["validate", "--manifests", "DIR"])
+        #expect(v.exitStatus == 1)
+        #expect(v.stdout.contains("Service \"broken\": spec.clusterIP"))
+    }
+}
