@@ -49,7 +49,10 @@ private func update(from old: Ruleset, to new: Ruleset, table: Table) -> Transac
     let newChains = Dictionary(new.chains.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     let oldSets = Dictionary(old.sets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     let newSets = Dictionary(new.sets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-    func rules(_ r: Ruleset, _ chain: String) -> [Rule] { r.rules(of: chain, in: table) }
+    // Grouped once: asking each ruleset for each chain's rules would be chains × rules (quadratic
+    // at 10K services).
+    let oldRules = Dictionary(grouping: old.rules.filter { $0.table == table }, by: \.chain)
+    let newRules = Dictionary(grouping: new.rules.filter { $0.table == table }, by: \.chain)
 
     // A chain whose hook, type or priority changes is re-created; a policy change is an update.
     let recreated = Set(new.chains.compactMap { c -> String? in
@@ -64,8 +67,9 @@ private func update(from old: Ruleset, to new: Ruleset, table: Table) -> Transac
     })
     let removedChains = old.chains.map(\.name).filter { newChains[$0] == nil }
     let changedRules = new.chains.map(\.name).filter { name in
-        oldChains[name] != nil && (recreated.contains(name) || rules(old, name) != rules(new, name))
+        oldChains[name] != nil && (recreated.contains(name) || (oldRules[name] ?? []) != (newRules[name] ?? []))
     }
+    let changed = Set(changedRules)
 
     // 1. Empty the chains that change or go, so nothing they reference is still in use.
     for name in changedRules + removedChains { tx.flush(chain: name, in: table) }
@@ -87,8 +91,8 @@ private func update(from old: Ruleset, to new: Ruleset, table: Table) -> Transac
         tx.add(elements: come.sorted { $0.description < $1.description }, to: s)
     }
     // 4. Rules of new and changed chains.
-    for c in new.chains where oldChains[c.name] == nil || changedRules.contains(c.name) {
-        for rule in rules(new, c.name) { tx.add(rule) }
+    for c in new.chains where oldChains[c.name] == nil || changed.contains(c.name) {
+        for rule in newRules[c.name] ?? [] { tx.add(rule) }
     }
     // 5. Chains nothing refers to any more.
     for name in removedChains { tx.delete(chain: name, in: table) }

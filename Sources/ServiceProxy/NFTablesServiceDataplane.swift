@@ -4,19 +4,28 @@ import NetAddress
 import Netlink
 import Synchronization
 
-/// The nftables data plane: renders `ProxyState` with `ServiceRuleset`, applies the difference to
-/// what it applied last (or, after a start or a failure, to what the kernel holds) in one
-/// transaction, then clears the conntrack entries that would keep UDP flows on removed backends.
+/// The nftables data plane: applies `ProxyState` to the table `ip keel-proxy` in one transaction
+/// per sync, then clears the conntrack entries that would keep UDP flows on removed backends.
+///
+/// The first sync (and any after a failure) renders the whole table and diffs it against what the
+/// kernel holds — no flush, no moment without rules, no duplicates after a restart. Later syncs are
+/// incremental: only the services whose state changed are rendered (`ServiceRuleset.contribution`),
+/// and their old and new elements, plus the shared selector chains and hairpin pairs whose use
+/// count crosses zero, make the transaction. Its cost follows what changed, not the table's size.
 public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendable {
     let nft: NFTablesSocket
     let conntrack: ConntrackSocket?
     let logger: Logger
+
+    /// What the kernel holds, as far as this data plane knows.
     private struct Applied {
-        var ruleset: Ruleset?
-        var state: ProxyState?
-        var lastTransaction: Transaction?
+        var state: ProxyState
+        var services: [ServicePortName: ServicePortState]
+        var contributions: [ServicePortName: ServiceRuleset.Contribution]
+        var selectorUse: [ServiceRuleset.Selector: Int]
+        var sharedUse: [String: [SetElement: Int]]
     }
-    private let applied = Mutex(Applied())
+    private let applied = Mutex<(known: Applied?, last: Transaction?)>((nil, nil))
 
     public init(nft: NFTablesSocket, conntrack: ConntrackSocket?, logger: Logger) {
         self.nft = nft
@@ -25,31 +34,110 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
     }
 
     /// The transaction the last `apply` sent (empty when nothing changed), for tests and logs.
-    public var lastTransaction: Transaction? { applied.withLock { $0.lastTransaction } }
+    public var lastTransaction: Transaction? { applied.withLock { $0.last } }
 
     public func apply(_ state: ProxyState) throws {
-        try applied.withLock { (a: inout Applied) throws in
-            let desired = ServiceRuleset.ruleset(state)
-            // After a restart or a failed sync we do not know what the kernel holds: read it, so the
-            // first transaction is a diff too (no flush, no moment without rules, no duplicates).
-            let base = try a.ruleset ?? kernelRuleset()
-            let tx = transaction(from: base, to: desired)
-            a.lastTransaction = tx
+        try applied.withLock { (a: inout (known: Applied?, last: Transaction?)) throws in
+            let previous = a.known
+            let tx: Transaction
+            let next: Applied
+            if let known = previous, known.state.clusterCIDR == state.clusterCIDR, known.state.nodePortAddresses == state.nodePortAddresses {
+                (tx, next) = incremental(from: known, to: state)
+            } else {
+                // A start, a failure, or a change of node-wide inputs: the whole table, diffed
+                // against the kernel's.
+                tx = transaction(from: try kernelRuleset(), to: ServiceRuleset.ruleset(state))
+                next = Self.bookkeeping(state)
+            }
+            a.last = tx
             if !tx.isEmpty {
                 logger.trace("nftables transaction", metadata: ["transaction": "\(tx)"])
-                do {
-                    try nft.apply(tx)
-                } catch {
-                    a.ruleset = nil
+                do { try nft.apply(tx) } catch {
+                    a.known = nil
                     throw error
                 }
             }
-            a.ruleset = desired
-            let previous = a.state
-            a.state = state
-            flushAffinity(previous: previous, current: state)
-            clearConntrack(previous: previous, current: state)
+            a.known = next
+            flushAffinity(previous: previous?.state, current: state)
+            clearConntrack(previous: previous?.state, current: state)
         }
+    }
+
+    /// Contributions and use counts of `state`.
+    private static func bookkeeping(_ state: ProxyState) -> Applied {
+        var a = Applied(state: state, services: [:], contributions: [:], selectorUse: [:], sharedUse: [:])
+        for svc in state.services {
+            let c = ServiceRuleset.contribution(svc)
+            a.services[svc.name] = svc
+            a.contributions[svc.name] = c
+            for sel in c.selectors { a.selectorUse[sel, default: 0] += 1 }
+            for (set, list) in c.shared { for e in Set(list) { a.sharedUse[set, default: [:]][e, default: 0] += 1 } }
+        }
+        return a
+    }
+
+    /// The transaction for the services that changed between `known` and `state`, and the
+    /// bookkeeping after it (updated for those services only).
+    private func incremental(from known: Applied, to state: ProxyState) -> (Transaction, Applied) {
+        let table = ServiceRuleset.table
+        let sets = Dictionary(uniqueKeysWithValues: ServiceRuleset.sets.map { ($0.name, $0) })
+        var current: [ServicePortName: ServicePortState] = [:]
+        for svc in state.services { current[svc.name] = svc }
+        let names = Set(known.services.keys).union(current.keys).filter { known.services[$0] != current[$0] }
+        var next = known
+        next.state = state
+        guard !names.isEmpty else { return (Transaction(), next) }
+
+        var selectorUse = known.selectorUse
+        var sharedUse = known.sharedUse
+        var remove: [String: Set<SetElement>] = [:], insert: [String: Set<SetElement>] = [:]
+        for name in names {
+            let old = known.contributions[name] ?? ServiceRuleset.Contribution()
+            let new = current[name].map(ServiceRuleset.contribution) ?? ServiceRuleset.Contribution()
+            next.services[name] = current[name]
+            next.contributions[name] = current[name] == nil ? nil : new
+            for (set, list) in old.elements { remove[set, default: []].formUnion(list) }
+            for (set, list) in new.elements { insert[set, default: []].formUnion(list) }
+            for sel in old.selectors { selectorUse[sel, default: 0] -= 1 }
+            for sel in new.selectors { selectorUse[sel, default: 0] += 1 }
+            for (set, list) in old.shared {
+                for e in Set(list) {
+                    sharedUse[set, default: [:]][e, default: 0] -= 1
+                    if sharedUse[set]![e]! == 0 { remove[set, default: []].insert(e) }
+                }
+            }
+            for (set, list) in new.shared {
+                for e in Set(list) {
+                    if sharedUse[set, default: [:]][e, default: 0] == 0 { insert[set, default: []].insert(e) }
+                    sharedUse[set, default: [:]][e, default: 0] += 1
+                }
+            }
+        }
+        var tx = Transaction()
+        // Selector chains that come into use exist before the elements that jump to them.
+        let added = selectorUse.filter { $0.value > 0 && (known.selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
+        let dropped = known.selectorUse.filter { $0.value > 0 && (selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
+        for sel in added {
+            let (chain, rules) = ServiceRuleset.selectorChain(sel, clusterCIDR: state.clusterCIDR)
+            tx.add(chain)
+            for r in rules { tx.add(r) }
+        }
+        // An element whose value is unchanged stays; a changed one is a delete plus an add.
+        for set in Set(remove.keys).union(insert.keys).sorted() {
+            let gone = remove[set, default: []].subtracting(insert[set, default: []])
+            let come = insert[set, default: []].subtracting(remove[set, default: []])
+            guard let definition = sets[set] else { continue }
+            if !gone.isEmpty { tx.delete(elements: gone.sorted { $0.description < $1.description }, from: definition) }
+            if !come.isEmpty { tx.add(elements: come.sorted { $0.description < $1.description }, to: definition) }
+        }
+        // Chains no element jumps to any more go last.
+        for sel in dropped {
+            tx.flush(chain: sel.chain, in: table)
+            tx.delete(chain: sel.chain, in: table)
+        }
+        next.selectorUse = selectorUse.filter { $0.value > 0 }
+        next.sharedUse = sharedUse.mapValues { $0.filter { $0.value > 0 } }
+        return (tx, next)
     }
 
     /// The table as the kernel has it, without the affinity map's dynamic entries (they are the
@@ -65,17 +153,18 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
     func flushAffinity(previous: ProxyState?, current: ProxyState) {
         guard let previous else { return }
         let before = Dictionary(previous.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let changed = current.services.filter { s in
-            guard s.affinityTimeout != nil, let old = before[s.name] else { return false }
-            return old.internalBackends != s.internalBackends || old.externalBackends != s.externalBackends
+        // Affinity keys are client . destination . protocol . port; collect the destinations of
+        // services whose backends changed.
+        var stale = Set<[DataValue]>()
+        for s in current.services where s.affinityTimeout != nil {
+            guard let old = before[s.name], old.internalBackends != s.internalBackends || old.externalBackends != s.externalBackends else { continue }
+            let proto = DataValue.proto(IPProtocol(rawValue: s.name.proto.number))
+            for ip in s.clusterIPs + s.externalIPs + s.loadBalancerIPs where ip.isIPv4 { stale.insert([.ip(ip), proto, .port(s.port)]) }
+            if let np = s.nodePort { for ip in current.nodePortAddresses { stale.insert([.ip(ip), proto, .port(np)]) } }
         }
-        guard !changed.isEmpty else { return }
-        let ids = ServiceRuleset.selectionIDs(current.services.map(\.name))
-        let stale = Set(changed.flatMap { [ids[$0.name]!, ids[$0.name]! + 1] })
-        let map = NFTSet(ServiceRuleset.table, "affinity", key: [.mark, .ipv4Address], mapping: .data([.mark]),
-                         flags: [.dynamic, .timeout], maxElements: 65535)
+        guard !stale.isEmpty, let map = ServiceRuleset.sets.first(where: { $0.name == "affinity" }) else { return }
         do {
-            let entries = try nft.elements(of: map).filter { e in e.key.first.map { stale.contains(markValue($0)) } ?? false }
+            let entries = try nft.elements(of: map).filter { stale.contains(Array($0.key.dropFirst())) }
             guard !entries.isEmpty else { return }
             var tx = Transaction()
             tx.delete(elements: entries.map { SetElement($0.key, value: $0.value) }, from: map)
@@ -118,9 +207,4 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
             }
         }
     }
-}
-
-private func markValue(_ v: DataValue) -> UInt32 {
-    guard v.bytes.count == 4 else { return 0 }
-    return v.bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
 }

@@ -3,53 +3,145 @@ import NetAddress
 
 /// The nftables layout of Keel's service proxy (table `ip keel-proxy`).
 ///
-/// kube-proxy's nftables layout gives every service an anonymous `numgen … vmap` set; the kernel
-/// walks the whole transaction when it binds each anonymous set, and looks named sets up linearly,
-/// so loading N services costs O(N²) (≈122 s at 10K here). Keel keeps a **fixed number of sets**,
-/// whatever the number of services:
+/// kube-proxy's nftables layout gives every service a chain with an anonymous `numgen … vmap` set.
+/// Two kernel costs make that O(n²) to load (≈122 s at 10K services here): binding each anonymous
+/// set walks the whole transaction, and every chain that binds a map makes the kernel walk all of
+/// the map's elements (`nf_tables_bind_check_setelem`). So Keel keeps both fixed, whatever the number
+/// of services: a fixed set of maps, and a fixed set of chains that use them.
 ///
-/// - `service-ips`    vmap  `daddr . proto . port → goto svc-<port>` (cluster IPs) / `goto ext-<port>`
-/// - `service-nodeports` vmap `proto . port → goto ext-<port>`, on `nodeport-ips`
-/// - `endpoints`      map   `selection . index → backend addr . port`: every backend of every service
-/// - `affinity`       map   `selection . client → index` (dynamic, timeouts): ClientIP affinity
+/// - `service-ips` vmap `daddr . proto . port → goto <selector>`: cluster, external and LB addresses
+/// - `service-nodeports` vmap `proto . port → goto <selector>`, on `nodeport-ips`
+/// - `endpoints` map `daddr . proto . port . index → backend addr . port`;
+///   `nodeport-endpoints` map `proto . port . index → backend addr . port`
+/// - `affinity` map `client . daddr . proto . port → index` (dynamic, timeouts): ClientIP affinity
 /// - `no-endpoint-services`, `no-endpoint-nodeports` vmaps `→ goto reject` (refused at once)
 /// - `lb-restricted`, `lb-allowed` (interval) for loadBalancerSourceRanges; `hairpin` pairs
 ///
-/// A service port has a chain `svc-…` (and `ext-…` for NodePort/external/LB traffic) whose one rule
-/// loads its selection id, draws `numgen random mod N` and looks the pair up in `endpoints`: no
-/// per-service set, so a transaction grows linearly, and dispatch is O(1) map lookups.
+/// A selector chain is shared by every service with the same path, backend count and affinity
+/// timeout (`svc-3`, `ext-2-a10800`, …): it marks for masquerade as its path requires, draws
+/// `numgen random mod N`, looks the destination and the draw up in the endpoints map and DNATs. A
+/// service's own state is only map elements (`contribution`), so changing one is element adds and
+/// deletes, and a transaction grows linearly with what it carries.
 public enum ServiceRuleset {
     public static let table = Table(.ip, "keel-proxy")
     /// The packet-mark bit that asks postrouting to masquerade (kube-proxy's 0x4000).
     public static let masqueradeMark: UInt32 = 0x4000
 
-    /// Stable selection ids: FNV-1a of the service port name, probed on collision, in name order.
-    /// Even ids select internal backends, the next odd id external ones. Ids only move on a hash
-    /// collision, so an unrelated change never rewrites a service's chain.
-    public static func selectionIDs(_ names: [ServicePortName]) -> [ServicePortName: UInt32] {
-        var taken = Set<UInt32>(), ids: [ServicePortName: UInt32] = [:]
-        for name in names.sorted() {
-            var id = fnv1a(name.description) & ~1
-            while taken.contains(id) || id == 0 { id &+= 2 }
-            taken.insert(id)
-            ids[name] = id
-        }
-        return ids
+    /// Which traffic a selector chain handles, which decides masquerading and the endpoints map.
+    public enum Path: String, Sendable, Hashable, Comparable, CaseIterable {
+        /// Cluster IPs: clients outside the cluster CIDR are masqueraded.
+        case cluster = "svc"
+        /// External/LB addresses with externalTrafficPolicy Cluster: always masqueraded.
+        case external = "ext"
+        /// External/LB addresses with externalTrafficPolicy Local: never masqueraded.
+        case externalLocal = "loc"
+        case nodePort = "np"
+        case nodePortLocal = "nploc"
+        var isNodePort: Bool { self == .nodePort || self == .nodePortLocal }
+        public static func < (l: Self, r: Self) -> Bool { l.rawValue < r.rawValue }
     }
 
-    public static func chainName(_ prefix: String, _ name: ServicePortName) -> String { "\(prefix)-\(name)" }
+    /// A shared selector chain: path, backend count, affinity timeout.
+    public struct Selector: Sendable, Hashable, Comparable {
+        public var path: Path
+        public var count: Int
+        public var affinity: UInt32?
+        public var chain: String { "\(path.rawValue)-\(count)" + (affinity.map { "-a\($0)" } ?? "") }
+        public static func < (l: Self, r: Self) -> Bool { (l.path, l.count, l.affinity ?? 0) < (r.path, r.count, r.affinity ?? 0) }
+    }
 
-    /// The whole desired table for `state`. Pure.
-    public static func ruleset(_ state: ProxyState) -> Ruleset {
+    /// What one service port adds to the table: elements per set, the selector chains it jumps to,
+    /// and its shared elements (hairpin pairs another service may also need).
+    public struct Contribution: Sendable, Equatable {
+        public var elements: [String: [SetElement]] = [:]
+        public var shared: [String: [SetElement]] = [:]
+        public var selectors: Set<Selector> = []
+    }
+
+    /// A service port's elements and selectors. Pure.
+    public static func contribution(_ svc: ServicePortState) -> Contribution {
+        var c = Contribution()
+        let proto = DataValue.proto(IPProtocol(rawValue: svc.name.proto.number))
+        let port = DataValue.port(svc.port)
+        let anyBackend = !svc.internalBackends.isEmpty || !svc.externalBackends.isEmpty
+        func add(_ set: String, _ e: SetElement) { c.elements[set, default: []].append(e) }
+        func backends(_ list: [Backend], key: [DataValue], map: String) {
+            for (i, b) in list.enumerated() where b.address.isIPv4 {
+                add(map, SetElement(key + [.mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
+                c.shared["hairpin", default: []].append(SetElement([.ip(b.address), .ip(b.address)]))
+            }
+        }
+        func select(_ path: Path, _ list: [Backend]) -> Verdict {
+            let s = Selector(path: path, count: list.count, affinity: svc.affinityTimeout)
+            c.selectors.insert(s)
+            return .goto(s.chain)
+        }
+
+        for ip in svc.clusterIPs where ip.isIPv4 {
+            let key: [DataValue] = [.ip(ip), proto, port]
+            if svc.internalBackends.isEmpty {
+                add("no-endpoint-services", SetElement(key, verdict: .goto("reject")))
+            } else {
+                add("service-ips", SetElement(key, verdict: select(.cluster, svc.internalBackends)))
+                backends(svc.internalBackends, key: key, map: "endpoints")
+            }
+        }
+        for ip in (svc.externalIPs + svc.loadBalancerIPs) where ip.isIPv4 {
+            let key: [DataValue] = [.ip(ip), proto, port]
+            if !anyBackend {
+                add("no-endpoint-services", SetElement(key, verdict: .goto("reject")))
+            } else if svc.externalBackends.isEmpty {
+                add("service-ips", SetElement(key, verdict: .drop))   // externalTrafficPolicy Local, no local backend
+            } else {
+                add("service-ips", SetElement(key, verdict: select(svc.externalLocal ? .externalLocal : .external, svc.externalBackends)))
+                backends(svc.externalBackends, key: key, map: "endpoints")
+            }
+        }
+        if let np = svc.nodePort {
+            let key: [DataValue] = [proto, .port(np)]
+            if !anyBackend {
+                add("no-endpoint-nodeports", SetElement(key, verdict: .goto("reject")))
+            } else if svc.externalBackends.isEmpty {
+                add("service-nodeports", SetElement(key, verdict: .drop))
+            } else {
+                add("service-nodeports", SetElement(key, verdict: select(svc.externalLocal ? .nodePortLocal : .nodePort, svc.externalBackends)))
+                backends(svc.externalBackends, key: key, map: "nodeport-endpoints")
+            }
+        }
+        let ranges = svc.loadBalancerSourceRanges.filter { $0.family == .ipv4 }
+        if !ranges.isEmpty {
+            for ip in svc.loadBalancerIPs where ip.isIPv4 {
+                add("lb-restricted", SetElement([.ip(ip), proto, port]))
+                for r in ranges {
+                    add("lb-allowed", SetElement([.ip(ip), proto, port, .ip(r.network)], to: [.ip(ip), proto, port, .ip(r.last)]))
+                }
+            }
+        }
+        return c
+    }
+
+    /// Sets and maps of the layout, without elements.
+    public static var sets: [NFTSet] {
         let t = table
-        let ids = selectionIDs(state.services.map(\.name))
-        var chains: [Chain] = [], rules: [Rule] = []
-        var serviceIPs = Set<SetElement>(), nodePorts = Set<SetElement>()
-        var noEndpointIPs = Set<SetElement>(), noEndpointPorts = Set<SetElement>()
-        var endpoints = Set<SetElement>(), hairpin = Set<SetElement>()
-        var restricted = Set<SetElement>(), allowed = Set<SetElement>()
+        return [
+            NFTSet(t, "service-ips", key: [.ipv4Address, .inetProto, .inetService], mapping: .verdict),
+            NFTSet(t, "service-nodeports", key: [.inetProto, .inetService], mapping: .verdict),
+            NFTSet(t, "nodeport-ips", key: [.ipv4Address]),
+            NFTSet(t, "no-endpoint-services", key: [.ipv4Address, .inetProto, .inetService], mapping: .verdict),
+            NFTSet(t, "no-endpoint-nodeports", key: [.inetProto, .inetService], mapping: .verdict),
+            NFTSet(t, "endpoints", key: [.ipv4Address, .inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
+            NFTSet(t, "nodeport-endpoints", key: [.inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
+            NFTSet(t, "affinity", key: [.ipv4Address, .ipv4Address, .inetProto, .inetService], mapping: .data([.mark]),
+                   flags: [.dynamic, .timeout], maxElements: 65535),
+            NFTSet(t, "hairpin", key: [.ipv4Address, .ipv4Address]),
+            NFTSet(t, "lb-restricted", key: [.ipv4Address, .inetProto, .inetService]),
+            NFTSet(t, "lb-allowed", key: [.ipv4Address, .inetProto, .inetService, .ipv4Address], flags: .interval),
+        ]
+    }
 
-        // Static skeleton.
+    /// The static chains and rules (everything but selector chains and elements).
+    static func skeleton() -> (chains: [Chain], rules: [Rule]) {
+        let t = table
         let prerouting = Chain(t, "prerouting", type: .nat, hook: .prerouting, priority: .dstnat)
         let output = Chain(t, "output", type: .nat, hook: .output, priority: .dstnat)
         let postrouting = Chain(t, "postrouting", type: .nat, hook: .postrouting, priority: .srcnat)
@@ -59,9 +151,8 @@ public enum ServiceRuleset {
         let filterForward = Chain(t, "filter-forward", type: .filter, hook: .forward, priority: -10)
         let filterOutput = Chain(t, "filter-output", type: .filter, hook: .output, priority: -10)
         let reject = Chain(t, "reject")
-        chains += [prerouting, output, postrouting, services, firewall, filterInput, filterForward, filterOutput, reject]
         let key3: [Field] = [.ipv4.daddr, .l4proto, .th.dport]
-        rules += [
+        var rules = [
             Rule(prerouting, [.jump("services")]),
             Rule(output, [.jump("services")]),
             Rule(services, [.vmap("service-ips", key: key3)]),
@@ -77,128 +168,81 @@ public enum ServiceRuleset {
         }
         rules.append(Rule(filterInput, comment: "node ports without endpoints",
                           [.ctState(.new), .lookup(in: "nodeport-ips", key: [.ipv4.daddr]), .vmap("no-endpoint-nodeports", key: [.l4proto, .th.dport])]))
-
-        for svc in state.services {
-            let id = ids[svc.name]!
-            let proto = DataValue.proto(IPProtocol(rawValue: svc.name.proto.number))
-            let v4 = { (list: [IPAddress]) in list.filter(\.isIPv4) }
-            let anyBackend = !svc.internalBackends.isEmpty || !svc.externalBackends.isEmpty
-            let internalChain = chainName("svc", svc.name), externalChain = chainName("ext", svc.name)
-
-            for (i, b) in svc.internalBackends.enumerated() where b.address.isIPv4 {
-                endpoints.insert(SetElement([.mark(id), .mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
-                hairpin.insert(SetElement([.ip(b.address), .ip(b.address)]))
-            }
-            // External traffic has its own selection only when its backends differ (ETP Local).
-            let externalID = svc.externalBackends == svc.internalBackends ? id : id + 1
-            if svc.hasExternalEntry && externalID != id {
-                for (i, b) in svc.externalBackends.enumerated() where b.address.isIPv4 {
-                    endpoints.insert(SetElement([.mark(externalID), .mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
-                    hairpin.insert(SetElement([.ip(b.address), .ip(b.address)]))
-                }
-            }
-
-            // Internal traffic (cluster IPs).
-            if !svc.internalBackends.isEmpty {
-                chains.append(Chain(t, internalChain))
-                if let cidr = state.clusterCIDR {
-                    rules.append(Rule(t, chain: internalChain, comment: "clients outside the cluster CIDR", [
-                        .match(.ipv4.saddr, notIn: cidr), .expressions(setMark())]))
-                }
-                rules += selection(chain: internalChain, id: id, count: svc.internalBackends.count, affinity: svc.affinityTimeout)
-                for ip in v4(svc.clusterIPs) {
-                    serviceIPs.insert(SetElement([.ip(ip), proto, .port(svc.port)], verdict: .goto(internalChain)))
-                }
-            } else {
-                for ip in v4(svc.clusterIPs) { noEndpointIPs.insert(SetElement([.ip(ip), proto, .port(svc.port)], verdict: .goto("reject"))) }
-            }
-
-            // External traffic (node ports, external IPs, load-balancer IPs).
-            guard svc.hasExternalEntry else { continue }
-            let externalAddresses = v4(svc.externalIPs) + v4(svc.loadBalancerIPs)
-            if anyBackend {
-                chains.append(Chain(t, externalChain))
-                if svc.externalLocal {
-                    // Pods of this node reaching an external address behave as internal clients (kube-proxy does the same).
-                    if let cidr = state.clusterCIDR, !svc.internalBackends.isEmpty {
-                        rules.append(Rule(t, chain: externalChain, comment: "pods use the cluster-wide backends", [
-                            .match(.ipv4.saddr, in: cidr), .goto(internalChain)]))
-                    }
-                    if svc.externalBackends.isEmpty {
-                        rules.append(Rule(t, chain: externalChain, comment: "externalTrafficPolicy Local: no local backend", [.drop]))
-                    } else {
-                        rules += selection(chain: externalChain, id: externalID, count: svc.externalBackends.count, affinity: svc.affinityTimeout)
-                    }
-                } else {
-                    rules.append(Rule(t, chain: externalChain, comment: "externalTrafficPolicy Cluster: masquerade", [.expressions(setMark())]))
-                    rules += selection(chain: externalChain, id: externalID, count: svc.externalBackends.count, affinity: svc.affinityTimeout)
-                }
-                for ip in externalAddresses { serviceIPs.insert(SetElement([.ip(ip), proto, .port(svc.port)], verdict: .goto(externalChain))) }
-                if let np = svc.nodePort { nodePorts.insert(SetElement([proto, .port(np)], verdict: .goto(externalChain))) }
-            } else {
-                for ip in externalAddresses { noEndpointIPs.insert(SetElement([.ip(ip), proto, .port(svc.port)], verdict: .goto("reject"))) }
-                if let np = svc.nodePort { noEndpointPorts.insert(SetElement([proto, .port(np)], verdict: .goto("reject"))) }
-            }
-            let ranges = svc.loadBalancerSourceRanges.filter { $0.family == .ipv4 }
-            if !ranges.isEmpty {
-                for ip in v4(svc.loadBalancerIPs) {
-                    restricted.insert(SetElement([.ip(ip), proto, .port(svc.port)]))
-                    for r in ranges {
-                        allowed.insert(SetElement([.ip(ip), proto, .port(svc.port), .ip(r.network)],
-                                                  to: [.ip(ip), proto, .port(svc.port), .ip(r.last)]))
-                    }
-                }
-            }
-        }
-
-        let sets = [
-            NFTSet(t, "service-ips", key: [.ipv4Address, .inetProto, .inetService], mapping: .verdict, elements: serviceIPs),
-            NFTSet(t, "service-nodeports", key: [.inetProto, .inetService], mapping: .verdict, elements: nodePorts),
-            NFTSet(t, "nodeport-ips", key: [.ipv4Address], elements: Set(state.nodePortAddresses.filter(\.isIPv4).map { SetElement(.ip($0)) })),
-            NFTSet(t, "no-endpoint-services", key: [.ipv4Address, .inetProto, .inetService], mapping: .verdict, elements: noEndpointIPs),
-            NFTSet(t, "no-endpoint-nodeports", key: [.inetProto, .inetService], mapping: .verdict, elements: noEndpointPorts),
-            NFTSet(t, "endpoints", key: [.mark, .mark], mapping: .data([.ipv4Address, .inetService]), elements: endpoints),
-            NFTSet(t, "affinity", key: [.mark, .ipv4Address], mapping: .data([.mark]), flags: [.dynamic, .timeout], maxElements: 65535),
-            NFTSet(t, "hairpin", key: [.ipv4Address, .ipv4Address], elements: hairpin),
-            NFTSet(t, "lb-restricted", key: [.ipv4Address, .inetProto, .inetService], elements: restricted),
-            NFTSet(t, "lb-allowed", key: [.ipv4Address, .inetProto, .inetService, .ipv4Address], flags: .interval, elements: allowed),
-        ]
-        return Ruleset(tables: [t], chains: chains, sets: sets, rules: rules)
+        return ([prerouting, output, postrouting, services, firewall, filterInput, filterForward, filterOutput, reject], rules)
     }
 
-    /// The rules that pick a backend for selection `id` out of `count` and DNAT to it, through the
-    /// global `endpoints` map (and `affinity`, when the service has ClientIP affinity).
-    static func selection(chain: String, id: UInt32, count: Int, affinity: UInt32?) -> [Rule] {
+    /// A selector chain and its rules.
+    ///
+    /// Registers: s0 client, s1 destination, s2 protocol, s3 port, s4 index — so the affinity key
+    /// (s0…s3), the endpoints key (s1…s4) and the node-port endpoints key (s2…s4) are contiguous.
+    static func selectorChain(_ s: Selector, clusterCIDR: CIDR?) -> (Chain, [Rule]) {
         let t = table
-        let idBytes = DataValue.mark(id).bytes
-        let dnat: [Expression] = [
-            .lookup(set: "endpoints", source: .slot(1), into: .slot(4), inverted: false),
-            .nat(NATExpression(.dnat, family: .ip, addressMin: .slot(4), portMin: .slot(5))),
-        ]
-        guard let timeout = affinity else {
-            return [Rule(t, chain: chain, comment: "\(count) backends", [.expressions([
-                .immediate(idBytes, into: .slot(1)),
-                .numgen(.random, modulus: UInt32(count), offset: 0, into: .slot(2)),
-            ] + dnat)])]
+        let chain = Chain(t, s.chain)
+        var rules: [Rule] = []
+        switch s.path {
+        case .cluster:
+            if let cidr = clusterCIDR {
+                rules.append(Rule(chain, comment: "clients outside the cluster CIDR", [.match(.ipv4.saddr, notIn: cidr), .expressions(setMark())]))
+            }
+        case .external, .nodePort:
+            rules.append(Rule(chain, comment: "externalTrafficPolicy Cluster: masquerade", [.expressions(setMark())]))
+        case .externalLocal, .nodePortLocal:
+            break   // the client's address is kept
         }
-        let saddr = Expression.payload(.network, offset: 12, length: 4, into: .slot(1))
-        return [
-            // A client seen before goes back to its backend, and its entry's timeout starts again.
-            Rule(t, chain: chain, comment: "ClientIP affinity", [.expressions([
-                .immediate(idBytes, into: .slot(0)), saddr,
-                .lookup(set: "affinity", source: .slot(0), into: .slot(2), inverted: false),
-                .dynset(DynamicSetUpdate(.update, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(2),
-                                         timeout: .seconds(Int64(timeout)))),
-                .immediate(idBytes, into: .slot(1)),
-            ] + dnat)]),
-            Rule(t, chain: chain, comment: "\(count) backends, remembered for \(timeout) s", [.expressions([
-                .immediate(idBytes, into: .slot(0)), saddr,
-                .numgen(.random, modulus: UInt32(count), offset: 0, into: .slot(2)),
-                .dynset(DynamicSetUpdate(.add, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(2),
-                                         timeout: .seconds(Int64(timeout)))),
-                .immediate(idBytes, into: .slot(1)),
-            ] + dnat)]),
+        let map = s.path.isNodePort ? "nodeport-endpoints" : "endpoints"
+        let keyStart: Register = s.path.isNodePort ? .slot(2) : .slot(1)
+        let load: [Expression] = [
+            .payload(.network, offset: 16, length: 4, into: .slot(1)),
+            .meta(.l4proto, into: .slot(2)),
+            .payload(.transport, offset: 2, length: 2, into: .slot(3)),
         ]
+        let dnat: [Expression] = [
+            .lookup(set: map, source: keyStart, into: .slot(5), inverted: false),
+            .nat(NATExpression(.dnat, family: .ip, addressMin: .slot(5), portMin: .slot(6))),
+        ]
+        let saddr = Expression.payload(.network, offset: 12, length: 4, into: .slot(0))
+        if let timeout = s.affinity {
+            rules.append(Rule(chain, comment: "ClientIP affinity", [.expressions([saddr] + load + [
+                .lookup(set: "affinity", source: .slot(0), into: .slot(4), inverted: false),
+                .dynset(DynamicSetUpdate(.update, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(4),
+                                         timeout: .seconds(Int64(timeout)))),
+            ] + dnat)]))
+            rules.append(Rule(chain, comment: "\(s.count) backends, remembered for \(timeout) s", [.expressions([saddr] + load + [
+                .numgen(.random, modulus: UInt32(s.count), offset: 0, into: .slot(4)),
+                .dynset(DynamicSetUpdate(.add, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(4),
+                                         timeout: .seconds(Int64(timeout)))),
+            ] + dnat)]))
+        } else {
+            rules.append(Rule(chain, comment: "\(s.count) backends", [.expressions(load + [
+                .numgen(.random, modulus: UInt32(s.count), offset: 0, into: .slot(4)),
+            ] + dnat)]))
+        }
+        return (chain, rules)
+    }
+
+    /// The whole desired table for `state`. Pure.
+    public static func ruleset(_ state: ProxyState) -> Ruleset {
+        var (chains, rules) = skeleton()
+        var elements: [String: Set<SetElement>] = [:]
+        var selectors = Set<Selector>()
+        for svc in state.services {
+            let c = contribution(svc)
+            for (set, list) in c.elements { elements[set, default: []].formUnion(list) }
+            for (set, list) in c.shared { elements[set, default: []].formUnion(list) }
+            selectors.formUnion(c.selectors)
+        }
+        elements["nodeport-ips"] = Set(state.nodePortAddresses.filter(\.isIPv4).map { SetElement(.ip($0)) })
+        for s in selectors.sorted() {
+            let (chain, chainRules) = selectorChain(s, clusterCIDR: state.clusterCIDR)
+            chains.append(chain)
+            rules += chainRules
+        }
+        let sets = Self.sets.map { s -> NFTSet in
+            var s = s
+            s.elements = elements[s.name] ?? []
+            return s
+        }
+        return Ruleset(tables: [table], chains: chains, sets: sets, rules: rules)
     }
 
     /// meta mark |= 0x4000
@@ -214,11 +258,4 @@ public enum ServiceRuleset {
          .bitwise(source: .slot(0), into: .slot(0), mask: DataValue.mark(masqueradeMark).bytes, xor: DataValue.mark(0).bytes),
          .cmp(.slot(0), .neq, DataValue.mark(0).bytes)]
     }
-}
-
-/// FNV-1a, 32 bits: stable across runs and machines, unlike Swift's seeded Hasher.
-func fnv1a(_ s: String) -> UInt32 {
-    var h: UInt32 = 2_166_136_261
-    for b in s.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
-    return h
 }

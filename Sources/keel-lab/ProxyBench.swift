@@ -198,10 +198,9 @@ struct ProxyBench {
         let loadPath = try writeTemp(KeelLayoutText.script(base), "inc-floor")
         defer { unlink(loadPath) }
         try fNS.check(["nft", "-f", loadPath])
-        let ids = ServiceRuleset.selectionIDs(states.last!.services.map(\.name))
         var cli: [Double] = []
         for (n, pair) in zip(states, states.dropFirst()).enumerated() {
-            let script = KeelLayoutText.changeScript(from: pair.0, to: pair.1, ids: ids)
+            let script = KeelLayoutText.changeScript(from: pair.0, to: pair.1)
             let path = try writeTemp(script, "inc-cli-\(n)")
             defer { unlink(path) }
             cli.append(try Stopwatch.measure { try fNS.check(["nft", "-f", path]) })
@@ -392,23 +391,16 @@ struct ProxyBench {
 
 /// Keel's layout (ServiceRuleset, ClusterIP services with a cluster CIDR) as `nft -f` commands.
 ///
-/// Two forced differences, same kernel objects otherwise: nft 1.0.6 parses no constant inside a
-/// concatenation ("Can't parse symbolic invalid expressions"), so the selection rule keys
-/// `endpoints` on `meta mark . numgen` instead of `<id> . numgen` (a meta load instead of an
-/// immediate: same map, same lookup, one rule per service), and needs `meta l4proto tcp` before a
-/// dnat with a port; and `reject` is a keyword it will not take as a chain name.
+/// Forced differences, same kernel objects otherwise: nft needs `meta l4proto tcp` before a dnat
+/// with a port, and `reject` is a keyword it will not take as a chain name.
 enum KeelLayoutText {
     static let t = "ip keel-proxy"
     static let rejectChain = "no-endpoint-reject"
 
-    static func hex(_ v: UInt32) -> String {
-        let h = String(v, radix: 16)
-        return "0x" + String(repeating: "0", count: max(0, 8 - h.count)) + h
-    }
-    static func chain(_ s: ServicePortState) -> String { ServiceRuleset.chainName("svc", s.name) }
+    /// The shared selector chain of a ClusterIP service (`svc-<backends>`).
+    static func chain(_ s: ServicePortState) -> String { "svc-\(s.internalBackends.count)" }
 
     static func script(_ state: ProxyState) -> String {
-        let ids = ServiceRuleset.selectionIDs(state.services.map(\.name))
         let key3 = "ip daddr . meta l4proto . th dport"
         var l = ["add table \(t)"]
         for (name, spec) in [("prerouting", "nat hook prerouting priority dstnat"), ("output", "nat hook output priority -100"),
@@ -418,15 +410,17 @@ enum KeelLayoutText {
             l.append("add chain \(t) \(name) { type \(spec) ; policy accept ; }")
         }
         l += ["add chain \(t) services", "add chain \(t) \(rejectChain)"]
-        for s in state.services where !s.internalBackends.isEmpty { l.append("add chain \(t) \(chain(s))") }
+        let counts = Set(state.services.map(\.internalBackends.count).filter { $0 > 0 }).sorted()
+        for n in counts { l.append("add chain \(t) svc-\(n)") }
         l += [
             "add map \(t) service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }",
             "add map \(t) service-nodeports { type inet_proto . inet_service : verdict ; }",
             "add set \(t) nodeport-ips { type ipv4_addr ; }",
             "add map \(t) no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; }",
             "add map \(t) no-endpoint-nodeports { type inet_proto . inet_service : verdict ; }",
-            "add map \(t) endpoints { typeof meta mark . numgen random mod 2 : ip daddr . tcp dport ; }",
-            "add map \(t) affinity { type mark . ipv4_addr : mark ; flags dynamic,timeout ; size 65535 ; }",
+            "add map \(t) endpoints { typeof ip daddr . meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport ; }",
+            "add map \(t) nodeport-endpoints { typeof meta l4proto . th dport . numgen random mod 2 : ip daddr . th dport ; }",
+            "add map \(t) affinity { type ipv4_addr . ipv4_addr . inet_proto . inet_service : mark ; flags dynamic,timeout ; size 65535 ; }",
             "add set \(t) hairpin { type ipv4_addr . ipv4_addr ; }",
             "add set \(t) lb-restricted { type ipv4_addr . inet_proto . inet_service ; }",
             "add set \(t) lb-allowed { type ipv4_addr . inet_proto . inet_service . ipv4_addr ; flags interval ; }",
@@ -436,7 +430,7 @@ enum KeelLayoutText {
         var bySet: [String: [String]] = [:]
         var hairpin = Set<String>()
         for s in state.services {
-            for e in entries(s, id: ids[s.name]!) { bySet[e.set, default: []].append(e.entry) }
+            for e in entries(s) { bySet[e.set, default: []].append(e.entry) }
             for b in s.internalBackends { hairpin.insert("\(b.address) . \(b.address)") }
         }
         bySet["hairpin"] = hairpin.sorted()
@@ -455,43 +449,50 @@ enum KeelLayoutText {
         ]
         for c in ["filter-input", "filter-forward", "filter-output"] { l.append("add rule \(t) \(c) ct state new \(key3) vmap @no-endpoint-services") }
         l.append("add rule \(t) filter-input ct state new ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
-        for s in state.services where !s.internalBackends.isEmpty { l += rules(s) }
+        for n in counts { l += rules(count: n) }
         return l.joined(separator: "\n") + "\n"
     }
 
-    static func entries(_ s: ServicePortState, id: UInt32) -> [(set: String, entry: String)] {
+    static func entries(_ s: ServicePortState) -> [(set: String, entry: String)] {
         guard !s.internalBackends.isEmpty else {
             return s.clusterIPs.map { ("no-endpoint-services", "\($0) . tcp . \(s.port) : goto \(rejectChain)") }
         }
         return s.clusterIPs.map { ("service-ips", "\($0) . tcp . \(s.port) : goto \(chain(s))") }
-            + s.internalBackends.enumerated().map { ("endpoints", "\(hex(id)) . \($0.offset) : \($0.element.address) . \($0.element.port)") }
+            + s.clusterIPs.flatMap { vip in s.internalBackends.enumerated().map {
+                ("endpoints", "\(vip) . tcp . \(s.port) . \($0.offset) : \($0.element.address) . \($0.element.port)") } }
     }
 
-    static func rules(_ s: ServicePortState) -> [String] {
-        ["add rule \(t) \(chain(s)) ip saddr != \(ProxyBench.clusterCIDR) meta mark set meta mark | 0x00004000",
-         "add rule \(t) \(chain(s)) meta l4proto tcp dnat ip to meta mark . numgen random mod \(s.internalBackends.count) map @endpoints"]
+    /// The rules of the shared selector chain for services with `count` backends (nft needs
+    /// `meta l4proto tcp` before a dnat with a port).
+    static func rules(count n: Int) -> [String] {
+        ["add rule \(t) svc-\(n) ip saddr != \(ProxyBench.clusterCIDR) meta mark set meta mark | 0x00004000",
+         "add rule \(t) svc-\(n) meta l4proto tcp dnat ip to ip daddr . meta l4proto . th dport . numgen random mod \(n) map @endpoints"]
     }
 
-    /// What an nft user would write for the same change: element deletes and adds, a new chain
-    /// with its rules for a new service (ClusterIP services with backends only).
-    static func changeScript(from old: ProxyState, to new: ProxyState, ids: [ServicePortName: UInt32]) -> String {
+    /// What an nft user would write for the same change: element deletes and adds (and a shared
+    /// chain for a backend count not seen before).
+    static func changeScript(from old: ProxyState, to new: ProxyState) -> String {
         let before = Dictionary(old.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var l: [String] = []
+        let oldCounts = Set(old.services.map(\.internalBackends.count))
+        for n in Set(new.services.map(\.internalBackends.count)).subtracting(oldCounts).sorted() where n > 0 {
+            l.append("add chain \(t) svc-\(n)")
+            l += rules(count: n)
+        }
         let oldHairpin = Set(old.services.flatMap(\.internalBackends).map(\.address))
         var newHairpin = Set<IPAddress>()
         for s in new.services {
             newHairpin.formUnion(s.internalBackends.map(\.address))
             guard let o = before[s.name] else {
-                l.append("add chain \(t) \(chain(s))")
-                l += rules(s)
-                l += entries(s, id: ids[s.name]!).map { "add element \(t) \($0.set) { \($0.entry) }" }
+                l += entries(s).map { "add element \(t) \($0.set) { \($0.entry) }" }
                 continue
             }
             guard o.internalBackends != s.internalBackends else { continue }
-            let id = ids[s.name]!
-            for (i, pair) in zip(o.internalBackends, s.internalBackends).enumerated() where pair.0 != pair.1 {
-                l.append("delete element \(t) endpoints { \(hex(id)) . \(i) }")
-                l.append("add element \(t) endpoints { \(hex(id)) . \(i) : \(pair.1.address) . \(pair.1.port) }")
+            for vip in s.clusterIPs {
+                for (i, pair) in zip(o.internalBackends, s.internalBackends).enumerated() where pair.0 != pair.1 {
+                    l.append("delete element \(t) endpoints { \(vip) . tcp . \(s.port) . \(i) }")
+                    l.append("add element \(t) endpoints { \(vip) . tcp . \(s.port) . \(i) : \(pair.1.address) . \(pair.1.port) }")
+                }
             }
         }
         for a in oldHairpin.subtracting(newHairpin).sorted() { l.append("delete element \(t) hairpin { \(a) . \(a) }") }

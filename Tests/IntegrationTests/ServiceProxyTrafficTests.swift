@@ -83,3 +83,38 @@ struct ServiceProxyTrafficTests {
         }
     }
 }
+
+@Suite(.serialized, .enabled(if: Privilege.canRunNetnsTests, "needs CAP_NET_ADMIN and CAP_SYS_ADMIN"))
+struct ServiceDataplaneIncrementalTests {
+    /// Whatever path a state arrives by (full or incremental), the kernel ends up holding exactly
+    /// the ruleset that state renders to.
+    @Test func incrementalSyncsConvergeToTheFullRuleset() throws {
+        try NetnsLab.with(prefix: "keel-t") { lab in
+            let ns = try lab.namespace("px-inc")
+            let nft = try ns.run { try NFTablesSocket() }
+            let dataplane = NFTablesServiceDataplane(nft: nft, conntrack: nil, logger: .init(label: "test"))
+            func svc(_ i: Int, backends: Int, nodePort: UInt16? = nil, affinity: UInt32? = nil) -> ServicePortState {
+                ServicePortState(name: ServicePortName(namespace: "ns", name: "s\(i)", port: "", proto: .tcp),
+                                 clusterIPs: [.v4(IPv4Address(0x0A60_0000 + UInt32(i)))], port: 80, nodePort: nodePort,
+                                 affinityTimeout: affinity,
+                                 internalBackends: (0..<backends).map { Backend(.v4(IPv4Address(0x0AF4_0000 + UInt32(i * 16 + $0))), 8080) })
+            }
+            let cidr = CIDR("10.244.0.0/16")
+            let steps: [[ServicePortState]] = [
+                [],
+                [svc(1, backends: 2), svc(2, backends: 0, nodePort: 30002)],
+                [svc(1, backends: 3), svc(2, backends: 1, nodePort: 30002), svc(3, backends: 2, affinity: 60)],
+                [svc(2, backends: 1, nodePort: 30002), svc(3, backends: 2, affinity: 60)],
+                [svc(3, backends: 1)],
+            ]
+            for (n, services) in steps.enumerated() {
+                let state = ProxyState(services: services, nodePortAddresses: [IPAddress("192.168.50.11")!], clusterCIDR: cidr)
+                try dataplane.apply(state)
+                var got = try #require(try nft.table(named: "keel-proxy", family: .ip))
+                if let i = got.sets.firstIndex(where: { $0.name == "affinity" }) { got.sets[i].elements = [] }
+                let want = ServiceRuleset.ruleset(state)
+                #expect(got == want, "step \(n): \(transaction(from: want, to: got))")
+            }
+        }
+    }
+}
