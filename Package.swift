@@ -77,6 +77,7 @@ let package = Package(
         .executableTarget(name: "keel-lab", dependencies: [
             "NetnsHarness", "Netlink", "NFTables", "NetAddress", "Routes", "PodNetwork",   // Routes, PodNetwork: bench overlay
             "ServiceProxy", .product(name: "Logging", package: "swift-log"),   // bench proxy
+            "PolicyEnforcer", "Cluster",   // bench policy
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "NetAddressTests", dependencies: ["NetAddress"]),

@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks, side by side with iproute2 and nft doing the same work in the same run.",
         discussion: "Every run happens in fresh namespaces named keel-bench-<pid>-*, removed afterwards.")
 
-    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins), overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN) or proxy (service proxy sync at 1K-10K services against nft -f and kube-proxy's layout; first-connection latency).")
+    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins), overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN), proxy (service proxy sync at 1K-10K services against nft -f and kube-proxy's layout; first-connection latency) or policy (policy enforcer apply over 1,000 pods at 100-1,000 NetworkPolicies, one-policy changes; first-packet latency with 0 vs 1,000 policies).")
     var suite: String = "netlink"
 
     @Option(help: "Veth pairs to create and delete.")
@@ -48,8 +48,20 @@ struct Bench: ParsableCommand {
     @Option(help: "proxy: TCP connects per service for the latency percentiles.")
     var connects = 200
 
+    @Option(help: "policy: NetworkPolicy counts for the full applies over 1,000 pods, comma-separated; the changes and the latency run at the largest.")
+    var policyCounts = "100,300,1000"
+
+    @Option(help: "policy: TCP connects per ruleset for the latency percentiles.")
+    var policyConnects = 300
+
     func validate() throws {
-        guard ["netlink", "cni", "overlay", "proxy"].contains(suite) else { throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay, proxy)") }
+        guard ["netlink", "cni", "overlay", "proxy", "policy"].contains(suite) else {
+            throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay, proxy, policy)")
+        }
+        let policies = policyCounts.split(separator: ",").map { Int($0) }
+        guard !policies.isEmpty, policies.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 20_000 }), policyConnects > 0 else {
+            throw ValidationError("--policy-counts must be positive numbers up to 20000, comma-separated; --policy-connects positive")
+        }
         let services = serviceCounts.split(separator: ",").map { Int($0) }
         guard !services.isEmpty, services.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 60_000 }), (1...250).contains(endpointsPerService),
               referenceCap > 0, connects > 0 else {
@@ -74,6 +86,11 @@ struct Bench: ParsableCommand {
             if suite == "proxy" {
                 try ProxyBench(lab: lab, sizes: serviceCounts.split(separator: ",").map { Int($0)! }, endpointsPerService: endpointsPerService,
                                runs: runs, referenceCap: referenceCap, connects: connects).run()
+                return
+            }
+            if suite == "policy" {
+                try PolicyBench(lab: lab, sizes: policyCounts.split(separator: ",").map { Int($0)! }, runs: runs,
+                                connects: policyConnects).run()
                 return
             }
             if suite == "cni" {
