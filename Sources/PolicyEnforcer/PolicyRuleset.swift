@@ -9,18 +9,21 @@ public struct CompiledRule: Sendable, Hashable {
     public var peers: [AddressRange]
     public var ports: [PortRange]
 
+    /// Stable id: FNV-1a over what the rule matches (two pods whose named port resolves differently
+    /// get two ids; two pods under the same rule and ports share one). Computed once: rendering
+    /// asks for it per element and per pod.
+    public let id: UInt32
+
     public init(label: String, peers: [AddressRange], ports: [PortRange]) {
         self.label = label
         self.peers = peers.sorted()
         self.ports = ports.sorted()
-    }
-
-    /// Stable id: FNV-1a over what the rule matches (two pods whose named port resolves differently
-    /// get two ids; two pods under the same rule and ports share one).
-    var id: UInt32 {
         var h: UInt32 = 2_166_136_261
-        for b in "\(label)|\(peers)|\(ports)".utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
-        return h == 0 ? 1 : h
+        func mix(_ v: UInt32) { for shift in stride(from: 0, to: 32, by: 8) { h = (h ^ ((v >> UInt32(shift)) & 0xff)) &* 16_777_619 } }
+        for b in label.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
+        for p in self.peers { mix(p.low.value); mix(p.high.value) }
+        for p in self.ports { mix(UInt32(p.protoLow) << 8 | UInt32(p.protoHigh)); mix(UInt32(p.low) << 16 | UInt32(p.high)) }
+        id = h == 0 ? 1 : h
     }
 }
 
@@ -115,6 +118,7 @@ public enum PolicyRuleset {
         var dispatch: [String: Set<SetElement>] = ["ingress-pods": [], "egress-pods": []]
         var allow: [String: Set<SetElement>] = ["ingress-rules": [], "egress-rules": []]
         var groups: [String: [CompiledRule]] = [:]
+        var emitted: [String: Set<UInt32>] = ["ingress": [], "egress": []]
         for pod in pods.sorted(by: { $0.address < $1.address }) {
             for (side, compiled) in [("ingress", pod.ingress), ("egress", pod.egress)] {
                 guard let compiled else { continue }
@@ -122,7 +126,8 @@ public enum PolicyRuleset {
                 let group = "\(side)-" + String(fnv(ids.map(String.init).joined(separator: ",")), radix: 16)
                 groups[group] = compiled
                 dispatch["\(side)-pods"]!.insert(SetElement([.ipv4(pod.address)], verdict: .jump(group)))
-                for rule in compiled {
+                // A rule shared by many pods has its elements once.
+                for rule in compiled where emitted[side]!.insert(rule.id).inserted {
                     for peer in rule.peers {
                         for port in rule.ports {
                             allow["\(side)-rules"]!.insert(SetElement(

@@ -38,16 +38,20 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
 
     public func apply(_ state: ProxyState) throws {
         try applied.withLock { (a: inout (known: Applied?, last: Transaction?)) throws in
-            let previous = a.known
+            // Taken out of the lock's storage so that updating it in place does not copy 10K entries.
+            var known = a.known
+            a.known = nil
+            let previousState = known?.state
             let tx: Transaction
-            let next: Applied
-            if let known = previous, known.state.clusterCIDR == state.clusterCIDR, known.state.nodePortAddresses == state.nodePortAddresses {
-                (tx, next) = incremental(from: known, to: state)
+            if var k = known, k.state.clusterCIDR == state.clusterCIDR, k.state.nodePortAddresses == state.nodePortAddresses {
+                known = nil
+                tx = incremental(&k, to: state)
+                known = k
             } else {
                 // A start, a failure, or a change of node-wide inputs: the whole table, diffed
                 // against the kernel's.
                 tx = transaction(from: try kernelRuleset(), to: ServiceRuleset.ruleset(state))
-                next = Self.bookkeeping(state)
+                known = Self.bookkeeping(state)
             }
             a.last = tx
             if !tx.isEmpty {
@@ -57,9 +61,9 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
                     throw error
                 }
             }
-            a.known = next
-            flushAffinity(previous: previous?.state, current: state)
-            clearConntrack(previous: previous?.state, current: state)
+            a.known = known
+            flushAffinity(previous: previousState, current: state)
+            clearConntrack(previous: previousState, current: state)
         }
     }
 
@@ -78,24 +82,25 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
 
     /// The transaction for the services that changed between `known` and `state`, and the
     /// bookkeeping after it (updated for those services only).
-    private func incremental(from known: Applied, to state: ProxyState) -> (Transaction, Applied) {
+    private func incremental(_ known: inout Applied, to state: ProxyState) -> Transaction {
         let table = ServiceRuleset.table
         let sets = Dictionary(uniqueKeysWithValues: ServiceRuleset.sets.map { ($0.name, $0) })
         var current: [ServicePortName: ServicePortState] = [:]
         for svc in state.services { current[svc.name] = svc }
         let names = Set(known.services.keys).union(current.keys).filter { known.services[$0] != current[$0] }
-        var next = known
-        next.state = state
-        guard !names.isEmpty else { return (Transaction(), next) }
+        let before = (selectorUse: known.selectorUse, state: known.state)
+        known.state = state
+        guard !names.isEmpty else { return Transaction() }
 
         var selectorUse = known.selectorUse
         var sharedUse = known.sharedUse
+        known.sharedUse = [:]   // sole owner now: updated in place, not copied
         var remove: [String: Set<SetElement>] = [:], insert: [String: Set<SetElement>] = [:]
         for name in names {
             let old = known.contributions[name] ?? ServiceRuleset.Contribution()
             let new = current[name].map(ServiceRuleset.contribution) ?? ServiceRuleset.Contribution()
-            next.services[name] = current[name]
-            next.contributions[name] = current[name] == nil ? nil : new
+            known.services[name] = current[name]
+            known.contributions[name] = current[name] == nil ? nil : new
             for (set, list) in old.elements { remove[set, default: []].formUnion(list) }
             for (set, list) in new.elements { insert[set, default: []].formUnion(list) }
             for sel in old.selectors { selectorUse[sel, default: 0] -= 1 }
@@ -103,7 +108,10 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
             for (set, list) in old.shared {
                 for e in Set(list) {
                     sharedUse[set, default: [:]][e, default: 0] -= 1
-                    if sharedUse[set]![e]! == 0 { remove[set, default: []].insert(e) }
+                    if sharedUse[set]![e]! == 0 {
+                        sharedUse[set]![e] = nil
+                        remove[set, default: []].insert(e)
+                    }
                 }
             }
             for (set, list) in new.shared {
@@ -115,8 +123,8 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
         }
         var tx = Transaction()
         // Selector chains that come into use exist before the elements that jump to them.
-        let added = selectorUse.filter { $0.value > 0 && (known.selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
-        let dropped = known.selectorUse.filter { $0.value > 0 && (selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
+        let added = selectorUse.filter { $0.value > 0 && (before.selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
+        let dropped = before.selectorUse.filter { $0.value > 0 && (selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
         for sel in added {
             let (chain, rules) = ServiceRuleset.selectorChain(sel, clusterCIDR: state.clusterCIDR)
             tx.add(chain)
@@ -135,9 +143,9 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
             tx.flush(chain: sel.chain, in: table)
             tx.delete(chain: sel.chain, in: table)
         }
-        next.selectorUse = selectorUse.filter { $0.value > 0 }
-        next.sharedUse = sharedUse.mapValues { $0.filter { $0.value > 0 } }
-        return (tx, next)
+        known.selectorUse = selectorUse.filter { $0.value > 0 }
+        known.sharedUse = sharedUse
+        return tx
     }
 
     /// The table as the kernel has it, without the affinity map's dynamic entries (they are the

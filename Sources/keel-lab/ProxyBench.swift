@@ -103,15 +103,25 @@ struct ProxyBench {
 
     /// The kernel holds what Keel rendered: chain, rule and element counts read back.
     func verifyKeel(_ nft: NFTablesSocket, state: ProxyState, expected: Ruleset) throws {
-        guard let got = try nft.table(named: ServiceRuleset.table.name, family: .ip) else {
-            throw ProcessError(command: ["bench proxy"], reason: "table keel-proxy missing after the full sync")
-        }
         func shape(_ r: Ruleset) -> [String] {
             ["\(r.chains.count) chains", "\(r.rules.count) rules"] + r.sets.map { "\($0.name): \($0.elements.count)" }.sorted()
         }
-        guard shape(got) == shape(expected) else {
-            throw ProcessError(command: ["bench proxy"], reason: "kernel table differs: \(shape(got)) vs \(shape(expected))")
+        // A dump of a hash set right after a large insert can miss elements while the kernel's
+        // rhashtable is still resizing (the walk restarts and the dump skips by count); read again
+        // before calling the table wrong.
+        var last: [String] = []
+        for attempt in 0..<10 {
+            guard let got = try nft.table(named: ServiceRuleset.table.name, family: .ip) else {
+                throw ProcessError(command: ["bench proxy"], reason: "table keel-proxy missing after the full sync")
+            }
+            last = shape(got)
+            if last == shape(expected) {
+                if attempt > 0 { print("  (read-back complete after \(attempt + 1) dumps)") }
+                return
+            }
+            usleep(300_000)
         }
+        throw ProcessError(command: ["bench proxy"], reason: "kernel table differs: \(last) vs \(shape(expected))")
     }
 
     /// `nft -f` of `script` in a fresh namespace; the time includes nft's start and parsing.
