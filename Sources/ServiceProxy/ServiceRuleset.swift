@@ -13,7 +13,7 @@ import NetAddress
 /// - `service-nodeports` vmap `proto . port → goto <selector>`, on `nodeport-ips`
 /// - `endpoints` map `daddr . proto . port . index → backend addr . port`;
 ///   `nodeport-endpoints` map `proto . port . index → backend addr . port`
-/// - `affinity` map `client . daddr . proto . port → index` (dynamic, timeouts): ClientIP affinity
+/// - `affinity` map `client . daddr . proto . port → backend addr . port` (dynamic, timeouts): ClientIP affinity
 /// - `no-endpoint-services`, `no-endpoint-nodeports` vmaps `→ goto reject` (refused at once)
 /// - `lb-restricted`, `lb-allowed` (interval) for loadBalancerSourceRanges; `hairpin` pairs
 ///
@@ -131,7 +131,7 @@ public enum ServiceRuleset {
             NFTSet(t, "no-endpoint-nodeports", key: [.inetProto, .inetService], mapping: .verdict),
             NFTSet(t, "endpoints", key: [.ipv4Address, .inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
             NFTSet(t, "nodeport-endpoints", key: [.inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
-            NFTSet(t, "affinity", key: [.ipv4Address, .ipv4Address, .inetProto, .inetService], mapping: .data([.mark]),
+            NFTSet(t, "affinity", key: [.ipv4Address, .ipv4Address, .inetProto, .inetService], mapping: .data([.ipv4Address, .inetService]),
                    flags: [.dynamic, .timeout], maxElements: 65535),
             NFTSet(t, "hairpin", key: [.ipv4Address, .ipv4Address]),
             NFTSet(t, "lb-restricted", key: [.ipv4Address, .inetProto, .inetService]),
@@ -202,16 +202,21 @@ public enum ServiceRuleset {
         ]
         let saddr = Expression.payload(.network, offset: 12, length: 4, into: .slot(0))
         if let timeout = s.affinity {
+            // The affinity map remembers the backend itself (not an index), so that no rule feeds a
+            // map lookup's result into another lookup's key: nft (1.0.6) cannot print that.
             rules.append(Rule(chain, comment: "ClientIP affinity", [.expressions([saddr] + load + [
-                .lookup(set: "affinity", source: .slot(0), into: .slot(4), inverted: false),
-                .dynset(DynamicSetUpdate(.update, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(4),
+                .lookup(set: "affinity", source: .slot(0), into: .slot(5), inverted: false),
+                .dynset(DynamicSetUpdate(.update, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(5),
                                          timeout: .seconds(Int64(timeout)))),
-            ] + dnat)]))
+                .nat(NATExpression(.dnat, family: .ip, addressMin: .slot(5), portMin: .slot(6))),
+            ])]))
             rules.append(Rule(chain, comment: "\(s.count) backends, remembered for \(timeout) s", [.expressions([saddr] + load + [
                 .numgen(.random, modulus: UInt32(s.count), offset: 0, into: .slot(4)),
-                .dynset(DynamicSetUpdate(.add, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(4),
+                .lookup(set: map, source: keyStart, into: .slot(5), inverted: false),
+                .dynset(DynamicSetUpdate(.add, set: "affinity", keyRegister: .slot(0), dataRegister: .slot(5),
                                          timeout: .seconds(Int64(timeout)))),
-            ] + dnat)]))
+                .nat(NATExpression(.dnat, family: .ip, addressMin: .slot(5), portMin: .slot(6))),
+            ])]))
         } else {
             rules.append(Rule(chain, comment: "\(s.count) backends", [.expressions(load + [
                 .numgen(.random, modulus: UInt32(s.count), offset: 0, into: .slot(4)),
