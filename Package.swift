@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
@@ -46,6 +48,11 @@ let package = Package(
         // keeld only: plugins never link it (YAML).
         .target(name: "Cluster", dependencies: [
             "NetAddress", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The Kubernetes API source (list + watch over HTTPS). keeld only, later: plugins never link it (NIO, HTTP).
+        .target(name: "KubeAPI", dependencies: [
+            "Cluster", "NetAddress", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         // Pure: (services, endpoint slices, node) -> desired nftables state; plus its sync.
         .target(name: "ServiceProxy", dependencies: [
@@ -86,8 +93,9 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Cluster", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PolicyEnforcerTests", dependencies: ["PolicyEnforcer", "Cluster", "NFTables", "NetAddress"]),
-        .testTarget(name: "ServiceProxyTests", dependencies: ["ServiceProxy", "NFTables", "NetAddress"]),
+        .testTarget(name: "ServiceProxyTests", dependencies: ["ServiceProxy", "Cluster", "NFTables", "NetAddress"]),
         .testTarget(name: "RoutesTests", dependencies: ["Routes", "Netlink", "NetAddress"]),
         .testTarget(name: "PodNetworkTests", dependencies: ["PodNetwork", "CNI", "NFTables", "NetAddress"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NetnsHarness", "Netlink", "NFTables", "NetAddress", "ServiceProxy", "PolicyEnforcer", .product(name: "SystemPackage", package: "swift-system")]),
