@@ -29,6 +29,10 @@ struct Demo: ParsableCommand {
 }
 
 private func say(_ s: String) { print(s) }
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
+}
 private func step(_ s: String) { print("\n== \(s)") }
 private func check(_ ok: Bool, _ what: String) throws {
     print("   \(ok ? "ok  " : "FAIL") \(what)")
@@ -109,7 +113,7 @@ struct DemoRun {
         let overlay = try OverlayLab(cluster: cluster, backend: backend)
         for n in cluster.nodes { say("   \(n.namespace.name): \(n.ip) on the underlay, pod CIDR \(n.podCIDR)") }
         let withProxy = backend == "host-gw"
-        try overlay.startAgents(extra: withProxy ? ["--proxy", "--cluster-cidr", "10.244.0.0/16"] : [])
+        try overlay.startAgents(extra: withProxy ? ["--proxy", "--policy", "--cluster-cidr", "10.244.0.0/16"] : [])
         let (podA, ipA) = try overlay.addPod(cluster.nodes[0], "a")
         let (podB, ipB) = try overlay.addPod(cluster.nodes[1], "b")
         say("   pods: \(ipA) on node1, \(ipB) on node2 (MTU \(try podA.route.link("eth0").mtu))")
@@ -126,7 +130,10 @@ struct DemoRun {
         defer { server.stop() }
         let outcome = try TrafficProbe.tcpConnect(from: podA, to: ipB, port: 80)
         try check(outcome.reply == "hello from node2's pod", "TCP node1 pod -> node2 pod: \(outcome)")
-        if withProxy { try serviceDemo(overlay, pods: [(podA, ipA, "node1"), (podB, ipB, "node2")]) }
+        if withProxy {
+            try serviceDemo(overlay, pods: [(podA, ipA, "node1"), (podB, ipB, "node2")])
+            try policyDemo(overlay, pods: [(podA, ipA, "node1"), (podB, ipB, "node2")])
+        }
         for (name, agent) in overlay.agents.sorted(by: { $0.key < $1.key }) {
             let status = agent.stop()
             say("   keeld on \(name) stopped by SIGTERM (exit \(status)); its routes stay in place")
@@ -173,6 +180,74 @@ struct DemoRun {
         let node1 = overlay.cluster.nodes[0]
         let health = try TrafficProbe.httpGet(from: node1.namespace, to: node1.ip, port: 10256, path: "/healthz").reply ?? ""
         say("   node1 keeld /healthz: \(health.split(separator: "\r\n").first ?? "no answer")")
+    }
+
+    /// NetworkPolicy: namespace shop (web on node1, db on node2) and a client pod in guest on node1.
+    /// Each cell is a real connection, waited for until it matches what the policies say.
+    func policyDemo(_ overlay: OverlayLab, pods: [(LabNamespace, IPAddress, String)]) throws {
+        step("network policy: namespace shop (web on node1, db on node2), a client in namespace guest")
+        let (client, clientIP) = try overlay.addPod(overlay.cluster.nodes[0], "client")
+        let members: [(name: String, ns: String, app: String, pod: LabNamespace, ip: IPAddress, node: String)] = [
+            ("web", "shop", "web", pods[0].0, pods[0].1, pods[0].2),
+            ("db", "shop", "db", pods[1].0, pods[1].1, pods[1].2),
+            ("client", "guest", "client", client, clientIP, "node1"),
+        ]
+        let servers = try members.map { try BannerServer(in: $0.pod, address: $0.ip, port: 9000, banner: "\($0.ns)/\($0.name)") }
+        defer { servers.forEach { $0.stop() } }
+        var yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: guest}\n"
+        for m in members {
+            yaml += """
+                ---
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: \(m.name), namespace: \(m.ns), labels: {app: \(m.app)}}
+                spec: {nodeName: \(m.node), containers: [{name: main, ports: [{name: api, containerPort: 9000}]}]}
+                status: {podIP: \(m.ip)}
+
+                """
+        }
+        try overlay.writeManifest("pods.yaml", yaml)
+
+        func matrix(_ title: String, expect: (String, String) -> Bool) throws {
+            say("   \(title)   (rows: from, columns: to, TCP 9000; X connects, . is dropped)")
+            say("   " + "".padding(10) + members.map { $0.name.padding(8) }.joined())
+            for from in members {
+                var row = "   " + from.name.padding(10)
+                for to in members {
+                    guard from.name != to.name else { row += "-".padding(8); continue }
+                    let wanted = expect(from.name, to.name)
+                    var got = false
+                    try waitFor("\(from.name) -> \(to.name) as the policies say", timeout: 10) {
+                        got = try TrafficProbe.tcpConnect(from: from.pod, to: to.ip, port: 9000, timeoutMilliseconds: 400).reply != nil
+                        return got == wanted
+                    }
+                    row += (got ? "X" : ".").padding(8)
+                }
+                say(row)
+            }
+        }
+        try matrix("no policy", expect: { _, _ in true })
+        try overlay.writeManifest("shop-default-deny.yaml", """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: default-deny, namespace: shop}
+            spec: {podSelector: {}, policyTypes: [Ingress]}
+
+            """)
+        try matrix("shop: default-deny ingress", expect: { _, to in to == "client" })
+        try overlay.writeManifest("shop-allow-client.yaml", """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: web-from-guest-clients, namespace: shop}
+            spec:
+              podSelector: {matchLabels: {app: web}}
+              ingress:
+              - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: guest}}, podSelector: {matchLabels: {app: client}}}]
+                ports: [{port: api}]
+
+            """)
+        try matrix("+ allow guest clients to shop/web on its named port api", expect: { from, to in to == "client" || (from == "client" && to == "web") })
+        say("   (keelctl policy explain / matrix print the same decisions from the same manifests)")
     }
 
     /// Masquerade for pod traffic leaving the pod network, and a port-forward map for DNAT.
