@@ -52,7 +52,14 @@ struct PluginExec {
         defer { (argv + envp).forEach { free($0) } }
 
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        var spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        // ETXTBSY: a process forked elsewhere in this program (or another) still holds a write fd of
+        // a plugin binary that was just installed; it goes away when that child execs. Retry briefly,
+        // as Go's os/exec users (containerd) do.
+        for _ in 0..<20 where spawned == ETXTBSY {
+            usleep(10_000)
+            spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        }
         close(outPipe[1]); close(errPipe[1])
         defer { close(outPipe[0]); close(errPipe[0]) }
         guard spawned == 0 else { throw ioError("posix_spawn \(executable)", spawned) }

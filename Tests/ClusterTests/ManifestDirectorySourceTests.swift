@@ -81,33 +81,33 @@ import Testing
             defer { run.cancel() }
             func names() -> Set<String> { Set(store.snapshot().nodes.keys) }
 
-            #expect(await eventually(timeout: .seconds(3)) { names() == ["node1"] }, "initial load")
+            #expect(await eventually(timeout: .seconds(10)) { names() == ["node1"] }, "initial load")
 
             try write(nodeYAML("node2", podCIDR: "10.244.2.0/24", ip: "10.0.0.2"), to: dir + "/node2.yaml")
-            #expect(await eventually(timeout: .seconds(3)) { names() == ["node1", "node2"] }, "new file (IN_CLOSE_WRITE)")
+            #expect(await eventually(timeout: .seconds(10)) { names() == ["node1", "node2"] }, "new file (IN_CLOSE_WRITE)")
 
             // Atomic replace: temp file (skipped, dot-name) renamed over the old one.
             try write(nodeYAML("node2", podCIDR: "10.244.2.0/24", ip: "10.0.0.22"), to: dir + "/.node2.tmp")
             try FileManager.default.moveItem(atPath: dir + "/.node2.tmp", toPath: dir + "/node2.yaml.new")
             _ = rename(dir + "/node2.yaml.new", dir + "/node2.yaml")
-            #expect(await eventually(timeout: .seconds(3)) {
+            #expect(await eventually(timeout: .seconds(10)) {
                 store.snapshot().nodes["node2"]?.internalIPs == [ip("10.0.0.22")]
             }, "rename over (IN_MOVED_TO)")
 
             try FileManager.default.createDirectory(atPath: dir + "/old", withIntermediateDirectories: true)
             _ = rename(dir + "/node1.yaml", dir + "/old/node1.txt")
-            #expect(await eventually(timeout: .seconds(3)) { names() == ["node2"] }, "moved away (IN_MOVED_FROM)")
+            #expect(await eventually(timeout: .seconds(10)) { names() == ["node2"] }, "moved away (IN_MOVED_FROM)")
 
             // A new subfolder is watched too.
             try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
             try await Task.sleep(for: .milliseconds(300))
             try write(nodeYAML("node3", podCIDR: "10.244.3.0/24", ip: "10.0.0.3"), to: dir + "/sub/node3.yaml")
-            #expect(await eventually(timeout: .seconds(3)) { names() == ["node2", "node3"] }, "file in new subfolder")
+            #expect(await eventually(timeout: .seconds(10)) { names() == ["node2", "node3"] }, "file in new subfolder")
 
             // A malformed edit skips that node only and names it in the log.
             try write(nodeYAML("node3", podCIDR: "10.244.3.7/24", ip: "10.0.0.3"), to: dir + "/sub/node3.yaml")
-            #expect(await eventually(timeout: .seconds(3)) { names() == ["node2"] }, "malformed node skipped")
-            #expect(await eventually(timeout: .seconds(3)) {
+            #expect(await eventually(timeout: .seconds(10)) { names() == ["node2"] }, "malformed node skipped")
+            #expect(await eventually(timeout: .seconds(10)) {
                 log.all.contains { $0.level == .warning && $0.metadata["object.name"] == "node3" && $0.metadata["field"] == "spec.podCIDR"
                     && $0.metadata["manifest.file"] == "sub/node3.yaml" }
             })
@@ -115,12 +115,12 @@ import Testing
             // An overlay written by keeld reaches the object.
             try write("apiVersion: v1\nkind: Node\nmetadata:\n  name: node2\n  annotations: {keel.dev/x: \"1\"}\n",
                       to: dir + "/node2.keel-overlay.yaml")
-            #expect(await eventually(timeout: .seconds(3)) {
+            #expect(await eventually(timeout: .seconds(10)) {
                 store.snapshot().nodes["node2"]?.metadata.annotations["keel.dev/x"] == "1"
             }, "overlay merged")
 
             try FileManager.default.removeItem(atPath: dir + "/node2.yaml")
-            #expect(await eventually(timeout: .seconds(3)) { names().isEmpty }, "deleted (IN_DELETE)")
+            #expect(await eventually(timeout: .seconds(10)) { names().isEmpty }, "deleted (IN_DELETE)")
 
             // run returns once cancelled: the watcher thread is woken, not left blocked in poll.
             run.cancel()
