@@ -1,0 +1,318 @@
+import AsyncHTTPClient
+import Cluster
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+
+/// The cluster state from the Kubernetes API server: for each kind, a paginated LIST, then a WATCH
+/// from the list's resourceVersion, as client-go's reflector does.
+///
+/// - A LIST fetches pages of `limit` objects, following `continue` tokens, and decodes all pages with
+///   ``ManifestDecoder`` (the same validation as a manifest folder: a malformed object is logged with its
+///   kind, name and field and skipped), then calls ``ClusterStore/replaceAll(_:with:)``, which also removes
+///   objects deleted while no watch ran.
+/// - A WATCH (`allowWatchBookmarks=true`, `timeoutSeconds` chosen at random in
+///   [`minWatchTimeout`, 2·`minWatchTimeout`)) applies ADDED/MODIFIED as upserts and DELETED as deletes, and
+///   BOOKMARK only advances the resourceVersion. When the server ends it, the next watch resumes from the
+///   last resourceVersion seen.
+/// - 410 Gone or a Status with reason `Expired` (on a watch, an ERROR event, or a stale `continue` token):
+///   the resourceVersion is too old, so the kind is listed again.
+/// - Any other failure (refused connection, 5xx, a dropped stream, a malformed event line) waits with
+///   exponential backoff and jitter, then resumes the watch (or retries the LIST if none completed).
+///
+/// A MODIFIED object that no longer validates is removed from the store, which is what the next LIST
+/// would do. Nodes are validated across the store (pod CIDR overlaps, in name order, as a LIST does).
+public final class KubeAPISource: ClusterSource {
+    public struct Options: Sendable {
+        /// LIST page size (`limit`).
+        public var pageSize = 500
+        /// Watches ask the server to end after a random time in [this, twice this), so that not every
+        /// node reconnects at once.
+        public var minWatchTimeout: Duration = .seconds(300)
+        /// The longest silence on a connection before it counts as dead. Longer than the watch timeout:
+        /// a quiet cluster may send nothing but the closing bookmark.
+        public var readTimeout: Duration = .seconds(660)
+        public var connectTimeout: Duration = .seconds(10)
+        public var backoff = Backoff()
+        /// The largest LIST page or watch event accepted, in bytes.
+        public var maxResponseBytes = 256 << 20
+        public init() {}
+    }
+
+    public let config: KubeAPIConfig
+    public let kinds: Set<ObjectKind>
+    public let options: Options
+    public let metrics: KubeAPIMetrics
+    private let logger: Logger
+    private let token: BearerToken
+
+    public init(config: KubeAPIConfig, logger: Logger, kinds: Set<ObjectKind> = Set(ObjectKind.allCases),
+                options: Options = Options(), metrics: KubeAPIMetrics = KubeAPIMetrics()) {
+        self.config = config
+        self.logger = logger
+        self.kinds = kinds
+        self.options = options
+        self.metrics = metrics
+        self.token = BearerToken(fixed: config.bearerToken, path: config.tokenFile)
+    }
+
+    /// The kinds this source lists into the store: those asked for that the decoder can read.
+    public var listedKinds: [ObjectKind] {
+        ObjectKind.allCases.filter { kinds.contains($0) && ManifestDecoder.supportedKinds.contains($0) }
+    }
+
+    /// Runs one reflector per kind until the task is cancelled. Throws only if the TLS configuration
+    /// cannot be built; failures of the server are retried, never thrown.
+    public func run(into store: ClusterStore) async throws {
+        var http = HTTPClient.Configuration()
+        if config.server.hasPrefix("https://") { http.tlsConfiguration = try config.tlsConfiguration() }
+        http.timeout = .init(connect: .init(options.connectTimeout), read: .init(options.readTimeout))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        await withTaskGroup(of: Void.self) { group in
+            for kind in listedKinds {
+                group.addTask { await self.reflect(kind, client: client, store: store) }
+            }
+        }
+        do { try await client.shutdown() } catch {
+            logger.debug("HTTP client shutdown", metadata: ["error": "\(error)"])   // nothing is in flight any more
+        }
+    }
+
+    // MARK: Reflector
+
+    private func reflect(_ kind: ObjectKind, client: HTTPClient, store: ClusterStore) async {
+        var backoff = options.backoff
+        var resourceVersion: String?
+        var watched = false
+        var expiredInARow = 0
+        let log = logger.with(["object.kind": "\(kind)"])
+        while !Task.isCancelled {
+            do {
+                let from: String
+                if let resourceVersion { from = resourceVersion } else {
+                    from = try await list(kind, client: client, store: store, logger: log)
+                    resourceVersion = from
+                    expiredInARow = 0
+                }
+                if watched { metrics.update(kind) { $0.watchRestarts += 1 } }
+                watched = true
+                let end = try await watch(kind, from: from, client: client, store: store, logger: log) { resourceVersion = $0 }
+                // A server that closes each watch at once would make this loop spin: count it as a failure.
+                if end.events == 0 && end.duration < .seconds(1) {
+                    throw KubeAPIError(request: "WATCH \(kind.apiPath)", code: nil, reason: "watch ended at once")
+                }
+                backoff.reset()
+            } catch let error as KubeAPIError where error.isExpired {
+                log.info("resourceVersion too old; listing again", metadata: ["error": "\(error)"])
+                resourceVersion = nil
+                expiredInARow += 1
+                // Expired twice in a row: the server is not keeping up; do not hammer it with LISTs.
+                if expiredInARow > 1, !(await pause(&backoff)) { return }
+            } catch {
+                if Task.isCancelled { return }   // HTTP client errors on cancellation are not failures
+                metrics.update(kind) { $0.errors += 1 }
+                log.warning("list/watch failed; retrying", metadata: ["error": "\(error)"])
+                if !(await pause(&backoff)) { return }
+            }
+        }
+    }
+
+    /// Sleeps the next backoff delay; false when cancelled meanwhile.
+    private func pause(_ backoff: inout Backoff) async -> Bool {
+        do { try await Task.sleep(for: backoff.next()) } catch { return false }
+        return true
+    }
+
+    /// All pages of `kind`, decoded and put in the store. Returns the list's resourceVersion.
+    private func list(_ kind: ObjectKind, client: HTTPClient, store: ClusterStore, logger: Logger) async throws -> String {
+        var pages: [(name: String, text: String)] = []
+        var continueToken: String?
+        var resourceVersion = ""
+        repeat {
+            var query = [("limit", "\(options.pageSize)")]
+            if let continueToken { query.append(("continue", continueToken)) }
+            let (request, response) = try await get(kind.apiPath, query: query, client: client)
+            let body = try await response.body.collect(upTo: options.maxResponseBytes)
+            guard response.status == .ok else { throw statusError(request, response.status.code, Array(buffer: body)) }
+            let text = String(buffer: body)
+            let envelope: ListEnvelope
+            do { envelope = try JSONDecoder().decode(ListEnvelope.self, from: Data(text.utf8)) } catch {
+                throw KubeAPIError(request: request, code: nil, reason: "not a list", message: "\(error)")
+            }
+            pages.append((Self.origin, text))
+            continueToken = envelope.metadata?.continue.flatMap { $0.isEmpty ? nil : $0 }
+            resourceVersion = envelope.metadata?.resourceVersion ?? ""
+        } while continueToken != nil
+
+        // One name for every page: the decoder keeps their order, and cross-object rules span them all.
+        let decoded = ManifestDecoder.decode(files: pages, kinds: [kind])
+        for problem in decoded.problems { logger.log(problem) }
+        store.replaceAll(kind, with: decoded.objects)
+        let now = ContinuousClock.now
+        metrics.update(kind) { m in
+            if m.lists > 0 { m.relists += 1 }
+            m.lists += 1
+            m.skippedObjects += decoded.problems.count
+            m.resourceVersion = resourceVersion
+            m.lastEventAt = now
+        }
+        logger.debug("listed", metadata: ["objects": "\(decoded.objects.count)", "pages": "\(pages.count)",
+                                          "resourceVersion": "\(resourceVersion)"])
+        return resourceVersion
+    }
+
+    /// The origin of API objects in ``ManifestProblem/file`` (as ``validateNodes(_:origin:)`` suggests).
+    static let origin = "apiserver"
+
+    private struct WatchEnd { var events: Int; var duration: Duration }
+
+    /// One watch request, applied to the store until the server ends it. `advanced` receives every
+    /// resourceVersion seen, so that a failure resumes from the last one.
+    private func watch(_ kind: ObjectKind, from resourceVersion: String, client: HTTPClient, store: ClusterStore,
+                       logger: Logger, advanced: (String) -> Void) async throws -> WatchEnd {
+        let start = ContinuousClock.now
+        let minimum = options.minWatchTimeout
+        let timeout = minimum + minimum * Double.random(in: 0..<1)
+        let seconds = max(1, Int(timeout.components.seconds))
+        let (request, response) = try await get(kind.apiPath, query: [
+            ("watch", "1"), ("resourceVersion", resourceVersion), ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", "\(seconds)"),
+        ], client: client)
+        guard response.status == .ok else {
+            let body = try await response.body.collect(upTo: 1 << 20)
+            throw statusError(request, response.status.code, Array(buffer: body))
+        }
+        var events = 0
+        var buffer: [UInt8] = []
+        func handle(_ line: ArraySlice<UInt8>) throws {
+            guard line.contains(where: { $0 != 0x20 && $0 != 0x0D }) else { return }
+            guard let event = WatchEvent(line: line) else {
+                throw KubeAPIError(request: request, code: nil, reason: "malformed watch event",
+                                   message: String(decoding: line.prefix(200), as: UTF8.self))
+            }
+            events += 1
+            let now = ContinuousClock.now
+            metrics.update(kind) { m in
+                m.eventsReceived += 1
+                m.lastEventAt = now
+            }
+            if event.type == WatchEvent.EventType.error.rawValue {
+                throw KubeAPIError(request: request, code: event.head.code, reason: event.head.reason ?? "watch ERROR event",
+                                   message: event.head.message ?? "")
+            }
+            try apply(event, kind: kind, store: store, logger: logger)
+            if let rv = event.head.metadata?.resourceVersion, !rv.isEmpty {
+                advanced(rv)
+                metrics.update(kind) { $0.resourceVersion = rv }
+            }
+        }
+        for try await chunk in response.body {
+            buffer.append(contentsOf: chunk.readableBytesView)
+            var consumed = 0
+            while let newline = buffer[consumed...].firstIndex(of: UInt8(ascii: "\n")) {
+                try handle(buffer[consumed..<newline])
+                consumed = newline + 1
+            }
+            buffer.removeFirst(consumed)
+            guard buffer.count <= options.maxResponseBytes else {
+                throw KubeAPIError(request: request, code: nil, reason: "watch event larger than \(options.maxResponseBytes) bytes")
+            }
+        }
+        try handle(buffer[...])
+        return WatchEnd(events: events, duration: ContinuousClock.now - start)
+    }
+
+    private func apply(_ event: WatchEvent, kind: ObjectKind, store: ClusterStore, logger: Logger) throws {
+        guard let type = WatchEvent.EventType(rawValue: event.type) else {
+            logger.debug("unknown watch event type", metadata: ["type": "\(event.type)"])
+            return
+        }
+        let key = event.head.metadata?.name.map { ObjectKey(kind: kind, namespace: event.head.metadata?.namespace, name: $0) }
+        switch type {
+        case .bookmark, .error:
+            return
+        case .deleted:
+            if let key { store.delete(key) }
+        case .added, .modified:
+            // Wrapped as a typed list, the decoder reads an item with or without its own `kind`.
+            let text = "{\"kind\":\"\(kind.rawValue)List\",\"apiVersion\":\"\(kind.apiVersion)\",\"items\":["
+                + String(decoding: event.object, as: UTF8.self) + "]}"
+            let decoded = ManifestDecoder.decode(text, file: Self.origin)
+            for problem in decoded.problems { logger.log(problem) }
+            if !decoded.problems.isEmpty { metrics.update(kind) { $0.skippedObjects += decoded.problems.count } }
+            guard let object = decoded.objects.first else {
+                if let key { store.delete(key) }   // what the next LIST would do with an object that no longer validates
+                return
+            }
+            if case .node(let node) = object {
+                applyNode(node, store: store, logger: logger)
+            } else {
+                store.upsert(object)
+            }
+        }
+    }
+
+    /// Nodes are checked against each other (overlapping pod CIDRs): the store's nodes with this one,
+    /// in name order, keep what ``validateNodes(_:origin:)`` keeps, as a LIST of all nodes would.
+    private func applyNode(_ node: Node, store: ClusterStore, logger: Logger) {
+        var nodes = store.snapshot().nodes
+        nodes[node.name] = node
+        let result = validateNodes(nodes.values.sorted { $0.name < $1.name }, origin: Self.origin)
+        for problem in result.problems { logger.log(problem) }
+        let valid = Set(result.valid.map(\.name))
+        for name in nodes.keys where !valid.contains(name) { store.delete(ObjectKey(kind: .node, name: name)) }
+        for n in result.valid { store.upsert(.node(n)) }
+    }
+
+    // MARK: HTTP
+
+    private func get(_ path: String, query: [(String, String)], client: HTTPClient) async throws
+        -> (request: String, response: HTTPClientResponse) {
+        let queryText = query.map { "\($0)=\(Self.percentEncoded($1))" }.joined(separator: "&")
+        let target = path + (queryText.isEmpty ? "" : "?" + queryText)
+        var request = HTTPClientRequest(url: config.server + target)
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "keeld")
+        if let token = token.current(), !token.isEmpty {
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        }
+        let response = try await client.execute(request, timeout: .init(options.connectTimeout + .seconds(20)), logger: nil)
+        return ("GET \(target)", response)
+    }
+
+    static func percentEncoded(_ value: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+    }
+
+    private func statusError(_ request: String, _ code: UInt, _ body: [UInt8]) -> KubeAPIError {
+        let status = try? JSONDecoder().decode(WatchEvent.ObjectHead.self, from: Data(body))
+        return KubeAPIError(request: request, code: Int(code), reason: status?.reason ?? "HTTP \(code)",
+                            message: status?.message ?? String(decoding: body.prefix(200), as: UTF8.self))
+    }
+
+    private struct ListEnvelope: Decodable {
+        struct Metadata: Decodable {
+            var resourceVersion: String?
+            var `continue`: String?
+        }
+        var metadata: Metadata?
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+extension Logger {
+    fileprivate func with(_ metadata: Logger.Metadata) -> Logger {
+        var copy = self
+        for (k, v) in metadata { copy[metadataKey: k] = v }
+        return copy
+    }
+}
