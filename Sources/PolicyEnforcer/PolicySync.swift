@@ -77,32 +77,6 @@ public final class PolicyController: @unchecked Sendable {
 
     /// Syncs after changes of the three kinds (coalesced) and every `resync`, until cancelled.
     public func run(resync: Duration = .seconds(30), minInterval: Duration = .milliseconds(50)) async {
-        let (wake, poke) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let events = store.events()
-        let watcher = Task {
-            for await event in events {
-                switch event {
-                case .listed(let kind) where !Self.kinds.contains(kind): continue
-                case .upserted(let o) where !Self.kinds.contains(o.kind): continue
-                case .deleted(let k) where !Self.kinds.contains(k.kind): continue
-                default: poke.yield(())
-                }
-            }
-        }
-        let timer = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: resync)   // cancellation ends the loop
-                poke.yield(())
-            }
-        }
-        defer { watcher.cancel(); timer.cancel(); poke.finish() }
-        poke.yield(())
-        await withTaskCancellationHandler {
-            for await _ in wake {
-                try? await Task.sleep(for: minInterval)
-                if Task.isCancelled { break }
-                syncOnce()
-            }
-        } onCancel: { poke.finish() }
+        await store.runCoalesced(on: Self.kinds, resync: resync, minInterval: minInterval) { [self] in syncOnce() }
     }
 }

@@ -93,32 +93,6 @@ public final class RouteController: @unchecked Sendable {
     /// Syncs after Node changes (coalesced: a burst of events is one pass after `minInterval`) and
     /// every `resync`, until the task is cancelled.
     public func run(resync: Duration = .seconds(30), minInterval: Duration = .milliseconds(20)) async {
-        let (wake, poke) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let events = store.events()
-        let watcher = Task {
-            for await event in events {
-                switch event {
-                case .listed(let kind) where kind != .node: continue
-                case .upserted(let o) where o.kind != .node: continue
-                case .deleted(let k) where k.kind != .node: continue
-                default: poke.yield(())
-                }
-            }
-        }
-        let timer = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: resync)   // cancellation ends the loop
-                poke.yield(())
-            }
-        }
-        defer { watcher.cancel(); timer.cancel(); poke.finish() }
-        poke.yield(())
-        await withTaskCancellationHandler {
-            for await _ in wake {
-                try? await Task.sleep(for: minInterval)   // let the rest of a burst arrive
-                if Task.isCancelled { break }
-                syncOnce()
-            }
-        } onCancel: { poke.finish() }
+        await store.runCoalesced(on: [.node], resync: resync, minInterval: minInterval) { [self] in syncOnce() }
     }
 }
