@@ -31,7 +31,7 @@ final class LogRecorder: Sendable {
 }
 
 /// Polls `condition` until it holds or `timeout` passes; the test fails (not hangs) on timeout.
-func eventually(_ what: String, timeout: Duration = .seconds(5), _ condition: () -> Bool,
+func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: () -> Bool,
                 sourceLocation: SourceLocation = #_sourceLocation) async throws {
     let deadline = ContinuousClock.now + timeout
     while !condition() {
