@@ -93,6 +93,8 @@ let package = Package(
         .testTarget(name: "CNITests", dependencies: ["CNI", "NetAddress"]),
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
+        // deploy/keel.yaml against the code: keeld's flags and ports, the RBAC rules, the conflist.
+        .testTarget(name: "DeployTests", dependencies: ["CNI", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Cluster", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PolicyEnforcerTests", dependencies: ["PolicyEnforcer", "Cluster", "NFTables", "NetAddress"]),
         .testTarget(name: "ServiceProxyTests", dependencies: ["ServiceProxy", "Cluster", "NFTables", "NetAddress"]),
