@@ -68,7 +68,7 @@ let package = Package(
             "Netlink", "NetAddress", "Cluster", .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "keeld", dependencies: [
-            "Cluster", "Routes", "ServiceProxy", "PolicyEnforcer", "PodNetwork", "Netlink", "NFTables", "NetAddress",
+            "Cluster", "KubeAPI", "Routes", "ServiceProxy", "PolicyEnforcer", "PodNetwork", "Netlink", "NFTables", "NetAddress",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

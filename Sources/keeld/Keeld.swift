@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Dispatch
 import Glibc
+import KubeAPI
 import Logging
 import NFTables
 import NetAddress
@@ -11,9 +12,9 @@ import PolicyEnforcer
 import Routes
 import ServiceProxy
 
-/// keeld: Keel's node agent. It runs the route controller (host-gw or VXLAN peers) and the service
-/// proxy (Services → nftables) over the objects of a manifest folder; the policy enforcer and the
-/// Kubernetes API source come with later issues.
+/// keeld: Keel's node agent. It runs the route controller (host-gw or VXLAN peers), the service proxy
+/// (Services → nftables) and the policy enforcer over the objects of the Kubernetes API (kubeconfig or
+/// in-cluster service account) or of a manifest folder.
 @main
 struct Keeld: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +23,13 @@ struct Keeld: AsyncParsableCommand {
         discussion: "SIGTERM or SIGINT stops it and leaves the datapath as it is.")
 
     @Option(help: "Folder of Kubernetes manifests (YAML/JSON) to read and watch: the cluster state.")
-    var manifests: String
+    var manifests: String?
+
+    @Option(help: "Kubeconfig file: list and watch the Kubernetes API server of its current context.")
+    var kubeconfig: String?
+
+    @Flag(help: "List and watch the Kubernetes API with the pod's service account (KUBERNETES_SERVICE_HOST/PORT, token, ca.crt).")
+    var inCluster = false
 
     @Option(help: "This node's name, as in its Node object (default: the host name).")
     var nodeName: String?
@@ -70,6 +77,13 @@ struct Keeld: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
+        let sources = [manifests.map { _ in "--manifests" }, kubeconfig.map { _ in "--kubeconfig" }, inCluster ? "--in-cluster" : nil]
+            .compactMap { $0 }
+        guard sources.count == 1 else {
+            throw ValidationError(sources.isEmpty
+                ? "no cluster state source: give one of --manifests DIR, --kubeconfig PATH, --in-cluster"
+                : "\(sources.joined(separator: " and ")) are mutually exclusive: give exactly one cluster state source")
+        }
         guard CIDR(clusterCIDR) != nil else { throw ValidationError("--cluster-cidr \(clusterCIDR) is not a CIDR") }
         if let u = underlayInterface, InterfaceName(u) == nil { throw ValidationError("--underlay-interface \(u) is not an interface name") }
         guard resyncSeconds > 0 else { throw ValidationError("--resync-seconds must be positive") }
@@ -93,16 +107,28 @@ struct Keeld: AsyncParsableCommand {
         if routes { kinds.insert(.node) }
         if proxy { kinds.formUnion([.service, .endpointSlice]) }
         if policy { kinds.formUnion(PolicyController.kinds) }
-        let source = ManifestDirectorySource(directory: manifests, logger: Logger(label: "keeld.manifests"), kinds: kinds)
         let socket = try RouteSocket()
+        let apiMetrics = KubeAPIMetrics()
+        let source: any ClusterSource
+        let publisher: NodePublisher
+        if let manifests {
+            source = ManifestDirectorySource(directory: manifests, logger: Logger(label: "keeld.manifests"), kinds: kinds)
+            publisher = .manifests(manifests)
+        } else {
+            let config = try kubeconfig.map { try KubeconfigFile.load(path: $0) } ?? KubeAPIConfig.inCluster()
+            source = KubeAPISource(config: config, logger: Logger(label: "keeld.api"), kinds: kinds, metrics: apiMetrics)
+            publisher = .api(NodeStatusPublisher(client: KubeAPINodeClient(config: config), nodeName: name,
+                                                 logger: Logger(label: "keeld.node")))
+        }
         var tasks = [
-            Task { do { try await source.run(into: store) } catch { logger.error("manifest source stopped", metadata: ["error": "\(error)"]) } },
+            Task { do { try await source.run(into: store) } catch { logger.error("cluster source stopped", metadata: ["error": "\(error)"]) } },
         ]
-        logger.info("keeld starting", metadata: ["node": "\(name)", "routes": "\(routes)", "proxy": "\(proxy)", "manifests": "\(manifests)"])
+        logger.info("keeld starting", metadata: ["node": "\(name)", "routes": "\(routes)", "proxy": "\(proxy)", "policy": "\(policy)",
+                                                 "source": "\(manifests.map { "manifests \($0)" } ?? kubeconfig.map { "kubeconfig \($0)" } ?? "in-cluster")"])
         if routes {
             let node = NodeSetup(nodeName: name, backend: backend, vni: vxlanVni, port: vxlanPort,
                                  underlayInterface: underlayInterface.flatMap(InterfaceName.init), clusterCIDR: CIDR(clusterCIDR)!,
-                                 nodeFile: nodeFile, manifests: manifests, socket: socket, logger: Logger(label: "keeld.node"))
+                                 nodeFile: nodeFile, publisher: publisher, socket: socket, logger: Logger(label: "keeld.node"))
             let controller = RouteController(store: store, socket: socket, nodeName: name,
                                              logger: Logger(label: "keeld.routes"), prepare: { try node.prepare($0) })
             tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
@@ -120,8 +146,10 @@ struct Keeld: AsyncParsableCommand {
             tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
         }
         var servers: [StatusServer] = []
+        var proxyMetrics: ProxyMetrics?
         if proxy {
             let metrics = ProxyMetrics()
+            proxyMetrics = metrics
             let dataplane = NFTablesServiceDataplane(nft: try NFTablesSocket(), conntrack: try ConntrackSocket(),
                                                      logger: Logger(label: "keeld.proxy"))
             let filter = nodeportAddresses.split(separator: ",").compactMap { CIDR($0) }
@@ -140,11 +168,14 @@ struct Keeld: AsyncParsableCommand {
                 let (status, body) = metrics.healthz()
                 return (status, "application/json", body)
             })
-            servers.append(try StatusServer(port: metricsPort) { path in
-                guard path.hasPrefix("/metrics") else { return (404, "text/plain", "not found\n") }
-                return (200, "text/plain; version=0.0.4", metrics.text())
-            })
         }
+        // /metrics runs with any controller: the proxy's series, and the API source's when it is the source.
+        let exportsAPI = manifests == nil, apiKinds = kinds
+        servers.append(try StatusServer(port: metricsPort) { [proxyMetrics] path in
+            guard path.hasPrefix("/metrics") else { return (404, "text/plain", "not found\n") }
+            let text = (proxyMetrics?.text() ?? "") + (exportsAPI ? apiMetricsText(apiMetrics, kinds: apiKinds) : "")
+            return (200, "text/plain; version=0.0.4", text)
+        })
         await waitForTermination()
         logger.info("keeld stopping; the datapath stays as it is")
         for t in tasks { t.cancel() }

@@ -6,6 +6,14 @@ import Netlink
 import PodNetwork
 import Routes
 
+/// Where keeld publishes what peers need to know about its node (the VTEP MAC).
+enum NodePublisher: Sendable {
+    /// A manifest overlay file in the folder keeld reads.
+    case manifests(String)
+    /// PATCHes of its own Node object in the Kubernetes API.
+    case api(NodeStatusPublisher)
+}
+
 /// What keeld does for its own node before programming peers: find the underlay, ensure the VXLAN
 /// device, write the node file for the plugins, and publish the VTEP MAC.
 struct NodeSetup: Sendable {
@@ -16,7 +24,7 @@ struct NodeSetup: Sendable {
     let underlayInterface: InterfaceName?
     let clusterCIDR: CIDR
     let nodeFile: String
-    let manifests: String
+    let publisher: NodePublisher
     let socket: RouteSocket
     let logger: Logger
 
@@ -37,8 +45,12 @@ struct NodeSetup: Sendable {
             file.mtu = podMTU
             file.vni = vni
             file.port = port
-            try publish(vtepMAC: device.mac, of: me)
+            switch publisher {
+            case .manifests(let folder): try publish(vtepMAC: device.mac, of: me, folder: folder)
+            case .api(let api): api.publish(vtepMAC: device.mac, current: me.metadata.annotations[vtepMACAnnotation])
+            }
         }
+        if case .api(let api) = publisher { api.markNetworkAvailable() }
         if (try? NodeFile.read(nodeFile)) != file {   // unreadable or different: (re)write it
             try file.write(nodeFile)
             logger.info("node file written", metadata: ["path": "\(nodeFile)", "subnets": "\(me.podCIDRs)", "mtu": "\(file.mtu ?? 0)"])
@@ -57,7 +69,7 @@ struct NodeSetup: Sendable {
 
     /// Manifest mode: the annotation goes into `<manifests>/<node>.keel-overlay.yaml`, an overlay the
     /// manifest source merges into the Node (peers of this folder see it); rewritten only on change.
-    func publish(vtepMAC: MACAddress, of me: Node) throws {
+    func publish(vtepMAC: MACAddress, of me: Node, folder manifests: String) throws {
         guard me.metadata.annotations[vtepMACAnnotation] != vtepMAC.description else { return }
         let text = """
         # written by keeld on \(nodeName): merged into Node \(nodeName) by Keel's manifest source
