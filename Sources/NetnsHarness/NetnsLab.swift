@@ -3,19 +3,25 @@ import NetAddress
 import Netlink
 
 /// A set of network namespaces made for one test, demo or benchmark run, all named
-/// `<prefix>-<pid>-<label>` so that they can be found again: `removeAll()` deletes them by name, and
+/// `<prefix>-<pid>-<lab>-<label>` (`<lab>` numbers the labs of one process, so tests running in
+/// parallel never share a name) so that they can be found again: `removeAll()` deletes them by name, and
 /// a new lab with the same prefix first deletes those whose process is gone (a crashed run).
 ///
 /// Everything a lab changes lives inside its namespaces; it never touches the caller's namespace.
 public final class NetnsLab: @unchecked Sendable {
     public let prefix: String
     public let runID: Int32
+    /// This lab's number in the process.
+    public let labID: Int
     private var created: [String] = []
     private let lock = NSLockish()
+    private static let counterLock = NSLockish()
+    nonisolated(unsafe) private static var counter = 0
 
     public init(prefix: String) throws {
         self.prefix = prefix
         runID = getpid()
+        labID = Self.counterLock.withLock { Self.counter += 1; return Self.counter }
         Self.removeLeftovers(prefix: prefix)
     }
 
@@ -26,9 +32,9 @@ public final class NetnsLab: @unchecked Sendable {
         return try body(lab)
     }
 
-    /// A new namespace `<prefix>-<pid>-<label>` with its loopback up.
+    /// A new namespace `<prefix>-<pid>-<lab>-<label>` with its loopback up.
     public func namespace(_ label: String) throws -> LabNamespace {
-        let name = "\(prefix)-\(runID)-\(label)"
+        let name = "\(prefix)-\(runID)-\(labID)-\(label)"
         // A name of ours from an earlier failed step in this run: take it over.
         if NetworkNamespace.listNamed().contains(name) { try? NetworkNamespace.delete(named: name) }
         let ns = try NetworkNamespace.create(named: name)
