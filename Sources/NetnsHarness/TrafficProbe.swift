@@ -99,8 +99,8 @@ public enum TrafficProbe {
     }
 }
 
-/// Calls `body` with a sockaddr for `address`:`port`.
-func withSocketAddress<R>(_ address: IPAddress, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+/// Calls `body` with a sockaddr for `address`:`port` (IPv4 or IPv6).
+public func withSocketAddress<R>(_ address: IPAddress, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
     switch address {
     case .v4(let a):
         var sin = sockaddr_in()
@@ -198,7 +198,7 @@ public final class BannerServer: @unchecked Sendable {
 
 private final class ThreadBody { let run: () -> Void; init(_ run: @escaping () -> Void) { self.run = run } }
 
-func spawnThread(_ body: @escaping () -> Void) -> pthread_t {
+public func spawnThread(_ body: @escaping () -> Void) -> pthread_t {
     var thread = pthread_t()
     let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     let rc = pthread_create(&thread, nil, { raw in

@@ -43,16 +43,16 @@ private final class PeerServer: @unchecked Sendable {
             let t = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0), u = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             var one: Int32 = 1
             setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard sockaddrIn(address, port, { bind(t, $0, $1) }) == 0, listen(t, 64) == 0,
-                  sockaddrIn(address, port, { bind(u, $0, $1) }) == 0 else {
+            guard withSocketAddress(address, port, { bind(t, $0, $1) }) == 0, listen(t, 64) == 0,
+                  withSocketAddress(address, port, { bind(u, $0, $1) }) == 0 else {
                 let e = errno
                 close(t); close(u)
                 throw ProcessError(command: ["bind \(address):\(port)"], reason: String(cString: strerror(e)))
             }
             return (t, u)
         }
-        threads.append(startThread { [self] in serveTCP() })
-        threads.append(startThread { [self] in serveUDP() })
+        threads.append(spawnThread { [self] in serveTCP() })
+        threads.append(spawnThread { [self] in serveUDP() })
     }
 
     deinit {
@@ -97,7 +97,7 @@ private final class PeerServer: @unchecked Sendable {
                 pthread_mutex_lock(&mutex)
                 if stopped { pthread_mutex_unlock(&mutex); close(c); return }
                 connections.insert(c)
-                echoThreads.append(startThread { [self] in echo(c) })
+                echoThreads.append(spawnThread { [self] in echo(c) })
                 pthread_mutex_unlock(&mutex)
             }
         }
@@ -160,7 +160,7 @@ private final class HeldConnection {
             var tv = timeval(tv_sec: 2, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            guard sockaddrIn(address, port, { connect(fd, $0, $1) }) == 0 else {
+            guard withSocketAddress(address, port, { connect(fd, $0, $1) }) == 0 else {
                 let e = errno
                 close(fd)
                 throw ProcessError(command: ["connect \(address):\(port)"], reason: String(cString: strerror(e)))
@@ -186,7 +186,7 @@ private final class ServiceUDPFlow {
     init(from namespace: LabNamespace, to address: IPAddress, port: UInt16) throws {
         fd = try namespace.run { () throws -> Int32 in
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            guard sockaddrIn(address, port, { connect(fd, $0, $1) }) == 0 else {
+            guard withSocketAddress(address, port, { connect(fd, $0, $1) }) == 0 else {
                 let e = errno
                 close(fd)
                 throw ProcessError(command: ["connect udp \(address):\(port)"], reason: String(cString: strerror(e)))
@@ -216,7 +216,7 @@ private func httpGet(from namespace: LabNamespace, _ address: IPAddress, _ port:
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard sockaddrIn(address, port, { connect(fd, $0, $1) }) == 0 else { return nil }
+        guard withSocketAddress(address, port, { connect(fd, $0, $1) }) == 0 else { return nil }
         let request = Array("GET \(path) HTTP/1.0\r\nHost: \(address)\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var out: [UInt8] = []
@@ -233,30 +233,8 @@ private func httpGet(from namespace: LabNamespace, _ address: IPAddress, _ port:
     }
 }
 
-private func sockaddrIn<R>(_ address: IPAddress, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-    guard case .v4(let a) = address else { preconditionFailure("IPv4 only: \(address)") }
-    var sin = sockaddr_in()
-    sin.sin_family = sa_family_t(AF_INET)
-    sin.sin_port = port.bigEndian
-    sin.sin_addr.s_addr = a.value.bigEndian
-    return withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-}
-
 private func dottedQuad(_ sin: sockaddr_in) -> String {
     withUnsafeBytes(of: sin.sin_addr.s_addr) { $0.map(String.init).joined(separator: ".") }   // network order: a.b.c.d
-}
-
-private final class ThreadBody { let run: () -> Void; init(_ run: @escaping () -> Void) { self.run = run } }
-
-private func startThread(_ body: @escaping () -> Void) -> pthread_t {
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-    let rc = pthread_create(&thread, nil, { raw in
-        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().run()
-        return nil
-    }, box)
-    precondition(rc == 0, "pthread_create failed: \(rc)")
-    return thread
 }
 
 /// Polls `body` until it returns a value or `timeout` seconds (of wall-clock time, probes included) pass.
