@@ -10,62 +10,48 @@ public struct HostLocalPlugin: CNIPlugin {
         // The reference reads CNI_ARGS into a struct with `IP` only and refuses other keys
         // unless IgnoreUnknown is set.
         try request.args.checkKnown(["IP"])
-        return try mappingErrors {
-            let config = try HostLocalConfig(json: request.rawConfig, ipArgument: request.args["IP"])
-            let dns = try config.resolvConf.map { try DNSSettings(contentsOfResolvConf: $0) } ?? DNSSettings()
-            let allocator = try Self.allocator(config)
-            let leases = try allocator.allocate(for: AttachmentID(containerID: request.containerID, ifName: request.ifName),
-                                                requesting: config.requestedAddresses)
-            return CNIResult(
-                ips: leases.map { IPConfig(address: $0.address, gateway: $0.gateway) },
-                routes: config.routes.map { RouteConfig(dst: $0.destination, gw: $0.gateway) },
-                dns: DNS(nameservers: dns.nameservers, domain: dns.domain, search: dns.search, options: dns.options))
-        }
+        let config = try HostLocalConfig(json: request.rawConfig, ipArgument: request.args["IP"])
+        let dns = try config.resolvConf.map { try DNSSettings(contentsOfResolvConf: $0) } ?? DNSSettings()
+        let allocator = try Self.allocator(config)
+        let leases = try allocator.allocate(for: AttachmentID(containerID: request.containerID, ifName: request.ifName),
+                                            requesting: config.requestedAddresses)
+        return CNIResult(
+            ips: leases.map { IPConfig(address: $0.address, gateway: $0.gateway) },
+            routes: config.routes.map { RouteConfig(dst: $0.destination, gw: $0.gateway) },
+            dns: DNS(nameservers: dns.nameservers, domain: dns.domain, search: dns.search, options: dns.options))
     }
 
     /// DEL: releases the attachment's addresses; nothing to release is success.
     public func del(_ request: CNIRequest) throws {
-        try mappingErrors {
-            let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
-            try Self.allocator(config).release(AttachmentID(containerID: request.containerID, ifName: request.ifName))
-        }
+        let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
+        try Self.allocator(config).release(AttachmentID(containerID: request.containerID, ifName: request.ifName))
     }
 
     /// CHECK: the attachment holds at least one address, whatever it is (as the reference).
     public func check(_ request: CNIRequest) throws {
-        try mappingErrors {
-            let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
-            let attachment = AttachmentID(containerID: request.containerID, ifName: request.ifName)
-            guard try !Self.allocator(config).addresses(of: attachment).isEmpty else {
-                throw IPAMError.noReservation(containerID: attachment.containerID, ifName: attachment.ifName)
-            }
+        let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
+        let attachment = AttachmentID(containerID: request.containerID, ifName: request.ifName)
+        guard try !Self.allocator(config).addresses(of: attachment).isEmpty else {
+            throw IPAMError.noReservation(containerID: attachment.containerID, ifName: attachment.ifName)
         }
     }
 
     /// GC: releases every reservation of this network whose attachment is not in
     /// `cni.dev/valid-attachments`.
     public func gc(_ request: CNIGCRequest) throws {
-        try mappingErrors {
-            let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
-            let valid = Set(request.validAttachments.map { AttachmentID(containerID: $0.containerID, ifName: $0.ifname) })
-            try Self.allocator(config).collectGarbage(keeping: valid)
-        }
+        let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
+        let valid = Set(request.validAttachments.map { AttachmentID(containerID: $0.containerID, ifName: $0.ifname) })
+        try Self.allocator(config).collectGarbage(keeping: valid)
     }
 
     /// STATUS: unavailable (50) when some range set has no free address.
     public func status(_ request: CNIStatusRequest) throws {
-        try mappingErrors {
-            let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
-            try Self.allocator(config).checkAvailability()
-        }
+        let config = try HostLocalConfig(json: request.rawConfig, ipArgument: nil)
+        try Self.allocator(config).checkAvailability()
     }
 
     static func allocator(_ config: HostLocalConfig) throws -> HostLocalAllocator<DiskReservationStore> {
         let store = try DiskReservationStore(network: config.networkName, dataDirectory: config.dataDirectory)
         return HostLocalAllocator(rangeSets: config.rangeSets, store: store)
     }
-}
-
-private func mappingErrors<R>(_ body: () throws -> R) throws -> R {
-    do { return try body() } catch let error as IPAMError { throw CNIError(ipam: error) }
 }

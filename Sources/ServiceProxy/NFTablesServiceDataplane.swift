@@ -88,7 +88,7 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
         var current: [ServicePortName: ServicePortState] = [:]
         for svc in state.services { current[svc.name] = svc }
         let names = Set(known.services.keys).union(current.keys).filter { known.services[$0] != current[$0] }
-        let before = (selectorUse: known.selectorUse, state: known.state)
+        let before = known.selectorUse
         known.state = state
         guard !names.isEmpty else { return Transaction() }
 
@@ -123,8 +123,8 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
         }
         var tx = Transaction()
         // Selector chains that come into use exist before the elements that jump to them.
-        let added = selectorUse.filter { $0.value > 0 && (before.selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
-        let dropped = before.selectorUse.filter { $0.value > 0 && (selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
+        let added = selectorUse.filter { $0.value > 0 && (before[$0.key] ?? 0) == 0 }.keys.sorted()
+        let dropped = before.filter { $0.value > 0 && (selectorUse[$0.key] ?? 0) == 0 }.keys.sorted()
         for sel in added {
             let (chain, rules) = ServiceRuleset.selectorChain(sel, clusterCIDR: state.clusterCIDR)
             tx.add(chain)

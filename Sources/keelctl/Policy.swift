@@ -26,6 +26,13 @@ struct PortSpec: ExpressibleByArgument {
     }
 }
 
+/// The manifests as keeld reads them, their problems reported on stderr (those objects are skipped).
+func loadPolicyInput(_ manifests: String) -> (ClusterSnapshot, PolicyInput) {
+    let (snapshot, problems) = loadManifests(manifests)
+    for p in problems { FileHandleStderr.write("problem (object skipped): \(p)\n") }
+    return (snapshot, PolicyInput(snapshot: snapshot))
+}
+
 func findPod(_ spec: String, in input: PolicyInput) throws -> Pod {
     let parts = spec.split(separator: "/", maxSplits: 1).map(String.init)
     let (ns, name) = parts.count == 2 ? (parts[0], parts[1]) : ("default", parts[0])
@@ -50,9 +57,7 @@ extension Policy {
         var output: OutputFormat = .text
 
         func run() throws {
-            let (snapshot, problems) = loadManifests(manifests)
-            for p in problems { FileHandleStderr.write("problem (object skipped): \(p)\n") }
-            let input = PolicyInput(snapshot: snapshot)
+            let (_, input) = loadPolicyInput(manifests)
             func endpoint(_ s: String) throws -> Endpoint {
                 if let ip = IPAddress(s) { return .external(ip) }
                 let pod = try findPod(s, in: input)
@@ -86,9 +91,7 @@ extension Policy {
         var output: OutputFormat = .text
 
         func run() throws {
-            let (snapshot, problems) = loadManifests(manifests)
-            for p in problems { FileHandleStderr.write("problem (object skipped): \(p)\n") }
-            let input = PolicyInput(snapshot: snapshot)
+            let (snapshot, input) = loadPolicyInput(manifests)
             let pods = snapshot.pods.values.filter { PolicyInput.isSelectablePeer($0) && Endpoint.pod($0) != nil }
                 .sorted { ($0.namespace, $0.name) < ($1.namespace, $1.name) }
             let names = pods.map { "\($0.namespace)/\($0.name)" }

@@ -32,26 +32,26 @@ import NetAddress
 
             #expect {
                 try plugin.add(request(.add, raw, id: "c1"))
-            } throws: { ($0 as? CNIError)?.code == 999 }
+            } throws: { CNIError(mapping: $0).code == 999 }   // as the entry point maps it
 
             let requested = try plugin.add(request(.add, raw, id: "c2", args: CNIArgs(pairs: ["IP": "10.9.0.6,fd09::66"])))
             #expect(requested.ips.map(\.address) == [cidr("10.9.0.6/29"), cidr("fd09::66/120")])
 
             #expect {
                 try plugin.add(request(.add, raw, id: "c3", args: CNIArgs(pairs: ["IP": "10.9.0.6"])))
-            } throws: { ($0 as? CNIError)?.code == 999 }
+            } throws: { CNIError(mapping: $0).code == 999 }   // as the entry point maps it
 
             for id in ["c3", "c4", "c5"] { _ = try plugin.add(request(.add, raw, id: id)) }
             // .2 .3 .4 .5 .6 taken: the IPv4 set is exhausted.
             #expect {
                 try plugin.status(CNIStatusRequest(config: NetworkConfig.decode(raw), rawConfig: raw, path: []))
-            } throws: { ($0 as? CNIError)?.code == 50 }
+            } throws: { CNIError(mapping: $0).code == 50 }   // as the entry point maps it
 
             try plugin.del(request(.del, raw, id: "c1"))
             try plugin.del(request(.del, raw, id: "c1"))
             #expect {
                 try plugin.check(request(.check, raw, id: "c1"))
-            } throws: { ($0 as? CNIError)?.code == 999 }
+            } throws: { CNIError(mapping: $0).code == 999 }   // as the entry point maps it
             try plugin.status(CNIStatusRequest(config: NetworkConfig.decode(raw), rawConfig: raw, path: []))
 
             try plugin.gc(CNIGCRequest(config: NetworkConfig.decode(raw), rawConfig: raw,
@@ -71,13 +71,13 @@ import NetAddress
             """.utf8)
             #expect {
                 try plugin.add(request(.add, overlapping, id: "c"))
-            } throws: { ($0 as? CNIError)?.code == 7 }
+            } throws: { CNIError(mapping: $0).code == 7 }   // as the entry point maps it
             #expect {
                 try plugin.add(request(.add, config(dir), id: "c"))      // resolv.conf missing
-            } throws: { ($0 as? CNIError)?.code == 5 }
+            } throws: { CNIError(mapping: $0).code == 5 }   // as the entry point maps it
             #expect {
                 try plugin.add(request(.add, config(dir), id: "c", args: CNIArgs(pairs: ["FOO": "1"])))
-            } throws: { ($0 as? CNIError)?.code == 2 }
+            } throws: { CNIError(mapping: $0).code == 2 }   // as the entry point maps it
         }
     }
 
