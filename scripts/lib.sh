@@ -4,8 +4,10 @@
 # tests only; the product talks netlink through libmnl/libnftnl. containernetworking-plugins brings
 # the reference CNI plugins (/usr/lib/cni) for the interoperability tests and the CNI benchmark;
 # podman and busybox-static are the real runtime (and its local image) of the runtime test;
-# iperf3 measures pod-to-pod throughput in scripts/bench overlay; conntrack cross-checks ctnetlink.
-KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat containernetworking-plugins podman busybox-static iperf3 conntrack)
+# iperf3 measures pod-to-pod throughput in scripts/bench overlay; conntrack cross-checks ctnetlink;
+# openssl makes the test CA of the API-server tests; qemu-system-x86, kmod and cpio run the VM lane
+# (a stock Debian kernel for the IPVS tests, see scripts/vm).
+KEEL_PACKAGES=(libmnl-dev libnftnl-dev pkg-config iproute2 nftables iputils-ping socat containernetworking-plugins podman busybox-static iperf3 conntrack openssl qemu-system-x86 kmod cpio)
 
 keel_install_packages() {
   local missing=()

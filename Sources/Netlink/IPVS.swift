@@ -155,3 +155,15 @@ public enum IPVSOperation: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+/// The kernel's IPVS table as the data plane sees it: read it, change it. `IPVSSocket` is the real
+/// one (generic netlink); tests of the sync logic use an in-memory table.
+public protocol IPVSTable: Sendable {
+    /// Every virtual service (IPVS_CMD_GET_SERVICE dump).
+    func services() throws -> [IPVSService]
+    /// The real servers of one virtual service (IPVS_CMD_GET_DEST dump).
+    func destinations(of service: IPVSServiceKey) throws -> [IPVSDestination]
+    /// Sends the operations in order (pipelined); the first kernel error throws and names the
+    /// operation and object it was about.
+    func apply(_ operations: [IPVSOperation]) throws
+}
