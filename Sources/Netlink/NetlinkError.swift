@@ -8,6 +8,11 @@ public enum NetlinkOperation: Sendable, Hashable, CustomStringConvertible {
     case newRoute, delRoute
     case newNeighbour, delNeighbour
     case delConntrack
+    case getFamily
+    case getIPVSInfo, getIPVSService
+    case newIPVSService, setIPVSService, delIPVSService
+    case newIPVSDestination, setIPVSDestination, delIPVSDestination
+    case flushIPVS
     case dump(String)
     case socket, send, receive
     case enterNamespace, createNamespace, deleteNamespace
@@ -27,6 +32,16 @@ public enum NetlinkOperation: Sendable, Hashable, CustomStringConvertible {
         case .newNeighbour: "RTM_NEWNEIGH"
         case .delNeighbour: "RTM_DELNEIGH"
         case .delConntrack: "IPCTNL_MSG_CT_DELETE"
+        case .getFamily: "CTRL_CMD_GETFAMILY"
+        case .getIPVSInfo: "IPVS_CMD_GET_INFO"
+        case .getIPVSService: "IPVS_CMD_GET_SERVICE"
+        case .newIPVSService: "IPVS_CMD_NEW_SERVICE"
+        case .setIPVSService: "IPVS_CMD_SET_SERVICE"
+        case .delIPVSService: "IPVS_CMD_DEL_SERVICE"
+        case .newIPVSDestination: "IPVS_CMD_NEW_DEST"
+        case .setIPVSDestination: "IPVS_CMD_SET_DEST"
+        case .delIPVSDestination: "IPVS_CMD_DEL_DEST"
+        case .flushIPVS: "IPVS_CMD_FLUSH"
         case .dump(let what): "dump \(what)"
         case .socket: "netlink socket"
         case .send: "netlink send"
@@ -40,7 +55,8 @@ public enum NetlinkOperation: Sendable, Hashable, CustomStringConvertible {
     }
     public var isDelete: Bool {
         switch self {
-        case .delLink, .delAddress, .delRoute, .delNeighbour, .delConntrack, .deleteNamespace: true
+        case .delLink, .delAddress, .delRoute, .delNeighbour, .delConntrack, .deleteNamespace,
+             .delIPVSService, .delIPVSDestination: true
         default: false
         }
     }
@@ -71,7 +87,8 @@ public struct NetlinkError: Error, Equatable, Sendable, CustomStringConvertible 
     public var isAlreadyExists: Bool { errno == .fileExists }
 
     /// A delete that found nothing to delete: DEL paths and sync loops count it as done.
-    /// Links answer ENODEV, routes ESRCH, addresses EADDRNOTAVAIL, neighbours, nftables and conntrack ENOENT.
+    /// Links answer ENODEV, routes ESRCH, addresses EADDRNOTAVAIL, neighbours, nftables and conntrack ENOENT;
+    /// IPVS answers ESRCH for a missing service and ENOENT for a missing destination.
     public var isAlreadyGone: Bool {
         operation.isDelete && [Errno.noSuchAddressOrDevice, .operationNotSupportedByDevice, .noSuchProcess, .addressNotAvailable,
                                .noSuchFileOrDirectory].contains(errno)
