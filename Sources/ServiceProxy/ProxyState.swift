@@ -56,10 +56,17 @@ public struct ServicePortState: Sendable, Hashable {
     public var externalBackends: [Backend]
     /// externalTrafficPolicy: Local — external traffic keeps its source address and never leaves the node.
     public var externalLocal: Bool
+    /// Terminating endpoints that are not among `internalBackends` / `externalBackends` (same traffic
+    /// policy): they take no new connections, but established ones may finish (KEP-1669). The IPVS
+    /// plane keeps them as weight-0 destinations, because deleting a destination ends its
+    /// connections there; the nftables plane needs nothing (conntrack keeps a flow on its DNAT).
+    public var terminatingInternalBackends: [Backend]
+    public var terminatingExternalBackends: [Backend]
 
     public init(name: ServicePortName, clusterIPs: [IPAddress], port: UInt16, nodePort: UInt16? = nil, externalIPs: [IPAddress] = [],
                 loadBalancerIPs: [IPAddress] = [], loadBalancerSourceRanges: [CIDR] = [], affinityTimeout: UInt32? = nil,
-                internalBackends: [Backend], externalBackends: [Backend]? = nil, externalLocal: Bool = false) {
+                internalBackends: [Backend], externalBackends: [Backend]? = nil, externalLocal: Bool = false,
+                terminatingInternalBackends: [Backend] = [], terminatingExternalBackends: [Backend]? = nil) {
         self.name = name
         self.clusterIPs = clusterIPs
         self.port = port
@@ -71,6 +78,8 @@ public struct ServicePortState: Sendable, Hashable {
         self.internalBackends = internalBackends
         self.externalBackends = externalBackends ?? internalBackends
         self.externalLocal = externalLocal
+        self.terminatingInternalBackends = terminatingInternalBackends
+        self.terminatingExternalBackends = terminatingExternalBackends ?? terminatingInternalBackends
     }
 
     var hasExternalEntry: Bool { nodePort != nil || !externalIPs.isEmpty || !loadBalancerIPs.isEmpty }

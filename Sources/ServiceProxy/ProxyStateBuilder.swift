@@ -43,8 +43,14 @@ extension ProxyState {
                     let chosen = ready.isEmpty ? list.filter { $0.0.isServing && $0.0.isTerminating } : ready
                     return chosen.map(\.1).sorted()
                 }
+                /// Terminating endpoints left out of `chosen`: kept for their established connections only.
+                func draining(_ list: [(ServiceEndpoint, Backend)], besides chosen: [Backend]) -> [Backend] {
+                    Set(list.filter { $0.0.isTerminating }.map(\.1)).subtracting(chosen).sorted()
+                }
+                let localCandidates = candidates.filter { $0.0.nodeName == node.nodeName }
                 let cluster = usable(candidates)
-                let local = usable(candidates.filter { $0.0.nodeName == node.nodeName })
+                let local = usable(localCandidates)
+                let internalLocal = service.internalTrafficPolicy == .local
                 let name = ServicePortName(namespace: service.namespace, name: service.name, port: port.name,
                                            proto: ServiceProtocol(rawValue: port.protocol.rawValue) ?? .tcp)
                 var affinity: UInt32?
@@ -57,9 +63,11 @@ extension ProxyState {
                     loadBalancerIPs: service.type == .loadBalancer ? service.loadBalancerIngressIPs : [],
                     loadBalancerSourceRanges: service.type == .loadBalancer ? service.loadBalancerSourceRanges : [],
                     affinityTimeout: affinity,
-                    internalBackends: service.internalTrafficPolicy == .local ? local : cluster,
+                    internalBackends: internalLocal ? local : cluster,
                     externalBackends: externalLocal ? local : cluster,
-                    externalLocal: externalLocal))
+                    externalLocal: externalLocal,
+                    terminatingInternalBackends: internalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster),
+                    terminatingExternalBackends: externalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster)))
             }
         }
         let nodePortAddresses = node.nodeAddresses.filter { a in
