@@ -7,7 +7,7 @@ struct Keelctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keelctl",
         abstract: "Validate manifests and show what keeld would program, without touching the kernel.",
-        subcommands: [Validate.self, Render.self, Policy.self])
+        subcommands: [Validate.self, Render.self, Policy.self, IPVS.self])
 }
 
 /// `--output text|json`, shared by the subcommands.
