@@ -37,8 +37,14 @@ struct Keeld: AsyncParsableCommand {
     @Flag(help: "Run the route controller: program routes (host-gw) or FDB + neighbour + onlink route (vxlan) for every peer node.")
     var routes = false
 
-    @Flag(help: "Run the service proxy: program Services and EndpointSlices into the nftables table ip keel-proxy.")
+    @Flag(help: "Run the service proxy: program Services and EndpointSlices into the nftables table ip keel-proxy (or IPVS, with --proxy-mode ipvs).")
     var proxy = false
+
+    @Option(help: "Service proxy data plane: nftables (table ip keel-proxy) or ipvs (IPVS virtual services, their addresses on the dummy keel-ipvs0, and table ip keel-ipvs; needs the kernel module ip_vs).")
+    var proxyMode: ProxyMode = .nftables
+
+    @Option(help: "IPVS scheduler with --proxy-mode ipvs: \(IPVSScheduler.known.joined(separator: ", ")).")
+    var ipvsScheduler: String = IPVSScheduler.roundRobin.rawValue
 
     @Flag(help: "Run the NetworkPolicy enforcer: program the policies selecting this node's pods into the nftables table ip keel-policy.")
     var policy = false
@@ -88,6 +94,9 @@ struct Keeld: AsyncParsableCommand {
         if let u = underlayInterface, InterfaceName(u) == nil { throw ValidationError("--underlay-interface \(u) is not an interface name") }
         guard resyncSeconds > 0 else { throw ValidationError("--resync-seconds must be positive") }
         guard routes || proxy || policy else { throw ValidationError("nothing to run: enable a controller (--routes, --proxy, --policy)") }
+        guard IPVSScheduler(rawValue: ipvsScheduler) != nil else {
+            throw ValidationError("--ipvs-scheduler \(ipvsScheduler) is not an IPVS scheduler (\(IPVSScheduler.known.joined(separator: ", ")))")
+        }
         for part in nodeportAddresses.split(separator: ",") where CIDR(part) == nil {
             throw ValidationError("--nodeport-addresses: \(part) is not a CIDR")
         }
@@ -101,6 +110,15 @@ struct Keeld: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "keeld")
+        // IPVS first: on a kernel without it keeld stops here, before any table, link or sysctl exists.
+        var ipvsTable: (any IPVSTable)?
+        if proxy && proxyMode == .ipvs {
+            do { ipvsTable = try IPVSSocket() } catch {
+                logger.critical("--proxy-mode ipvs needs the kernel's IPVS (module ip_vs); nothing was changed",
+                                metadata: ["error": "\(error)"])
+                throw ExitCode.failure
+            }
+        }
         let name = nodeName ?? hostName()
         let store = ClusterStore()
         var kinds: Set<ObjectKind> = []
@@ -150,15 +168,25 @@ struct Keeld: AsyncParsableCommand {
         if proxy {
             let metrics = ProxyMetrics()
             proxyMetrics = metrics
-            let dataplane = NFTablesServiceDataplane(nft: try NFTablesSocket(), conntrack: try ConntrackSocket(),
+            let dataplane: any ServiceDataplane
+            if let ipvsTable {
+                dataplane = IPVSServiceDataplane(ipvs: ipvsTable, node: KernelIPVSNodeDevices(route: socket, nft: try NFTablesSocket()),
+                                                 scheduler: IPVSScheduler(rawValue: ipvsScheduler)!, logger: Logger(label: "keeld.proxy"))
+            } else {
+                dataplane = NFTablesServiceDataplane(nft: try NFTablesSocket(), conntrack: try ConntrackSocket(),
                                                      logger: Logger(label: "keeld.proxy"))
+            }
+            let ipvsMode = ipvsTable != nil
             let filter = nodeportAddresses.split(separator: ",").compactMap { CIDR($0) }
             let cluster = CIDR(clusterCIDR)
             let controller = ServiceProxyController(
                 store: store, dataplane: dataplane,
                 node: {
                     // The node's addresses, read here so the state computation stays pure.
-                    let addresses = try socket.addresses(family: .ipv4).map(\.cidr.address)
+                    // In IPVS mode the service addresses on keel-ipvs0 are local too, but never node-port addresses.
+                    // (try?: no dummy yet means no service address to leave out.)
+                    let dummy = ipvsMode ? (try? socket.link(.name(KernelIPVSNodeDevices.dummyName)))?.index : nil
+                    let addresses = try socket.addresses(family: .ipv4).filter { $0.linkIndex != dummy }.map(\.cidr.address)
                     return ProxyNodeConfig(nodeName: name, nodeAddresses: addresses, nodePortAddresses: filter, clusterCIDR: cluster)
                 },
                 logger: Logger(label: "keeld.proxy"), report: { metrics.record($0) })
@@ -181,6 +209,11 @@ struct Keeld: AsyncParsableCommand {
         for t in tasks { t.cancel() }
         _ = servers   // the listeners live until the process exits
     }
+}
+
+/// `--proxy-mode`: which `ServiceDataplane` the service proxy programs.
+enum ProxyMode: String, ExpressibleByArgument, CaseIterable {
+    case nftables, ipvs
 }
 
 extension OverlayBackend: ExpressibleByArgument {}
