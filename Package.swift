@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),   // NetnsHarness's fake API server
     ],
     targets: [
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
@@ -80,7 +81,12 @@ let package = Package(
         ]),
         // Namespaces, veth between them, processes and traffic probes inside them. Used by the
         // integration tests, the demo and the benchmark alike: one implementation, never linked by plugins.
-        .target(name: "NetnsHarness", dependencies: ["Netlink", "NFTables", "NetAddress"]),
+        .target(name: "NetnsHarness", dependencies: [
+            "Netlink", "NFTables", "NetAddress",
+            // FakeKubeAPI: the API server's wire protocol (HTTPS, chunked watches) for tests and the bench.
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         .executableTarget(name: "keel-lab", dependencies: [
             "NetnsHarness", "Netlink", "NFTables", "NetAddress", "Routes", "PodNetwork",   // Routes, PodNetwork: bench overlay
             "ServiceProxy", .product(name: "Logging", package: "swift-log"),   // bench proxy
@@ -95,7 +101,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
         // deploy/keel.yaml against the code: keeld's flags and ports, the RBAC rules, the conflist.
         .testTarget(name: "DeployTests", dependencies: ["CNI", .product(name: "Yams", package: "Yams")]),
-        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Cluster", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Cluster", "NetnsHarness", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PolicyEnforcerTests", dependencies: ["PolicyEnforcer", "Cluster", "NFTables", "NetAddress"],
                     exclude: ["Golden"]),   // read through #filePath, not bundled
         .testTarget(name: "ServiceProxyTests", dependencies: ["ServiceProxy", "Cluster", "NFTables", "NetAddress"],

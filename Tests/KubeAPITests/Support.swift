@@ -2,6 +2,8 @@ import Cluster
 import Foundation
 import Logging
 import Synchronization
+import NetAddress
+import NetnsHarness
 import Testing
 @testable import KubeAPI
 
@@ -43,49 +45,85 @@ func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: (
     }
 }
 
-/// Runs a source against `server` for the duration of `body`, then cancels it and waits for it to end.
-func withSource(_ server: FakeAPIServer, kinds: Set<ObjectKind> = [.node], backoff: Backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), jitter: 0),
-                _ body: (ClusterStore, KubeAPIMetrics, LogRecorder) async throws -> Void) async throws {
-    let store = ClusterStore()
-    let metrics = KubeAPIMetrics()
-    let recorder = LogRecorder()
+/// The CA of this test process: made once (openssl), trusted by every source, signing every server.
+let testCA: TestCertificateAuthority = {
+    do { return try TestCertificateAuthority() } catch { fatalError("cannot make the test CA: \(error)") }
+}()
+
+/// A FakeKubeAPI on loopback over HTTPS with the test CA, accepting `tokens`.
+func makeAPI(tokens: Set<String>? = ["t0ken"]) throws -> FakeKubeAPI {
+    let api = try FakeKubeAPI(in: nil, address: IPAddress("127.0.0.1")!, certificateAuthority: testCA, acceptedTokens: tokens)
+    api.bookmarkInterval = .seconds(3600)   // bookmarks only when a test asks for them
+    return api
+}
+
+/// What a store emitted, in order, from before the source's first LIST.
+final class StoreEventLog: Sendable {
+    private let events = Mutex<[StoreEvent]>([])
+    var all: [StoreEvent] { events.withLock { $0 } }
+    func append(_ e: StoreEvent) { events.withLock { $0.append(e) } }
+    /// How many times the object named `name` was upserted.
+    func upserts(_ name: String) -> Int {
+        all.filter { if case .upserted(let o) = $0 { o.key.name == name } else { false } }.count
+    }
+    func deletes(_ name: String) -> Int {
+        all.filter { if case .deleted(let k) = $0 { k.name == name } else { false } }.count
+    }
+}
+
+/// Everything a test of a running source looks at.
+struct SourceRun {
+    var store: ClusterStore
+    var metrics: KubeAPIMetrics
+    var logs: LogRecorder
+    var events: StoreEventLog
+}
+
+/// Runs a source against `api` (trusting the test CA, with a bearer token or a token file) for the
+/// duration of `body`, then cancels it, waits for it to end and stops the server.
+func withSource(_ api: FakeKubeAPI, kinds: Set<ObjectKind> = [.node], token: String? = "t0ken", tokenFile: String? = nil,
+                backoff: Backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), jitter: 0),
+                configure: (inout KubeAPISource.Options) -> Void = { _ in },
+                _ body: (SourceRun) async throws -> Void) async throws {
+    let run = SourceRun(store: ClusterStore(), metrics: KubeAPIMetrics(), logs: LogRecorder(), events: StoreEventLog())
     var options = KubeAPISource.Options()
     options.pageSize = 2
     options.backoff = backoff
     options.connectTimeout = .seconds(2)
-    options.readTimeout = .seconds(5)
-    let source = KubeAPISource(config: KubeAPIConfig(server: server.url, bearerToken: "t0ken"), logger: recorder.logger,
-                               kinds: kinds, options: options, metrics: metrics)
-    let task = Task { try await source.run(into: store) }
+    options.readTimeout = .seconds(10)
+    configure(&options)
+    let config = KubeAPIConfig(server: api.url, certificateAuthorityPEM: Array(testCA.certificatePEM.utf8),
+                               bearerToken: token, tokenFile: tokenFile)
+    let source = KubeAPISource(config: config, logger: run.logs.logger, kinds: kinds, options: options, metrics: run.metrics)
+    let stream = run.store.events()
+    let collector = Task { for await e in stream { run.events.append(e) } }
+    let task = Task { try await source.run(into: run.store) }
+    defer { api.stop() }
     do {
-        try await body(store, metrics, recorder)
+        try await body(run)
     } catch {
         task.cancel()
+        collector.cancel()
         _ = await task.result
-        server.stop()
         throw error
     }
     task.cancel()
+    collector.cancel()
     _ = await task.result
-    server.stop()
 }
 
-enum Wire {
-    static func node(_ name: String, rv: String, cidr: String? = nil, label: String? = nil) -> String {
+/// Objects as the API server holds them (what `kubectl apply` would send).
+enum Objects {
+    /// A Node whose pod CIDR and InternalIP derive from `index`; `cidr` overrides the CIDR (a bad one
+    /// makes a malformed object).
+    static func node(_ name: String, _ index: Int, cidr: String? = nil, label: String? = nil) -> String {
         let labels = label.map { ",\"labels\":{\"role\":\"\($0)\"}" } ?? ""
-        let spec = cidr.map { ",\"spec\":{\"podCIDR\":\"\($0)\"}" } ?? ""
-        let status = ",\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.168.0.\(name.utf8.first!)\"}]}"
-        return "{\"metadata\":{\"name\":\"\(name)\",\"resourceVersion\":\"\(rv)\"\(labels)}\(spec)\(status)}"
+        return """
+            {"kind":"Node","apiVersion":"v1","metadata":{"name":"\(name)"\(labels)},"spec":{"podCIDR":"\(cidr ?? "10.244.\(index).0/24")"},\
+            "status":{"addresses":[{"type":"InternalIP","address":"192.168.0.\(index)"}]}}
+            """
     }
-    static func nodeList(_ items: [String], rv: String, continue token: String? = nil) -> String {
-        let meta = "\"resourceVersion\":\"\(rv)\"" + (token.map { ",\"continue\":\"\($0)\"" } ?? "")
-        return "{\"kind\":\"NodeList\",\"apiVersion\":\"v1\",\"metadata\":{\(meta)},\"items\":[\(items.joined(separator: ","))]}"
+    static func namespace(_ name: String) -> String {
+        "{\"kind\":\"Namespace\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"\(name)\"}}"
     }
-    static func event(_ type: String, _ object: String) -> String {
-        "{\"type\":\"\(type)\",\"object\":\(object)}"
-    }
-    static func bookmark(rv: String) -> String {
-        event("BOOKMARK", "{\"kind\":\"Node\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"\(rv)\"}}")
-    }
-    static let expired = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"too old resource version\",\"reason\":\"Expired\",\"code\":410}"
 }
