@@ -51,15 +51,17 @@ struct IPVSTableListing {
     static func read(from socket: IPVSSocket) throws -> IPVSTableListing {
         var entries: [Entry] = []
         for service in try socket.services() {
-            do {
-                let destinations = try socket.destinationsWithStatistics(of: service.key).sorted { $0.destination < $1.destination }
-                entries.append(Entry(service: service, destinations: destinations))
-            } catch where error.errno == .noSuchProcess {
-                continue   // deleted between the two dumps: it is no longer in the table
-            }
+            guard let destinations = try destinationsIfPresent(socket, service.key) else { continue }
+            entries.append(Entry(service: service, destinations: destinations.sorted { $0.destination < $1.destination }))
         }
         entries.sort { order($0.service.key) < order($1.service.key) }
         return IPVSTableListing(info: try socket.info(), entries: entries)
+    }
+
+    /// nil when the service was deleted between the two dumps (ESRCH): it is no longer in the table.
+    private static func destinationsIfPresent(_ socket: IPVSSocket, _ key: IPVSServiceKey) throws(NetlinkError)
+        -> [(destination: IPVSDestination, statistics: IPVSDestinationStatistics)]? {
+        do { return try socket.destinationsWithStatistics(of: key) } catch where error.errno == .noSuchProcess { return nil }
     }
 
     private static func order(_ k: IPVSServiceKey) -> (Int, UInt16, IPAddress, UInt16) {
