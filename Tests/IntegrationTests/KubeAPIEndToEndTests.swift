@@ -1,16 +1,44 @@
 import Foundation
+import Glibc
 import NetAddress
 import Netlink
 import NetnsHarness
 import Testing
 
 // keeld against a Kubernetes API: a FakeKubeAPI listening in the test cluster's underlay namespace on
-// the nodes' gateway (192.168.50.1, plain HTTP), a kubeconfig pointing at it, and one
-// `keeld --kubeconfig … --routes --proxy --policy` per node (VXLAN). Everything keeld learns comes
-// from LIST + WATCH; what it publishes about its node comes back as PATCHes of its own Node.
+// the nodes' gateway (192.168.50.1) over HTTPS with a CA made for the run and a bearer token, a
+// kubeconfig carrying that CA, and one `keeld --kubeconfig … --routes --proxy --policy` per node.
+// Everything keeld learns comes from LIST + WATCH; what it publishes about its node comes back as
+// PATCHes of its own Node.
 
 private let apiPort: UInt16 = 16443
 private let serviceIP = IPAddress("10.96.0.10")!
+private let apiToken = "lab-token"
+
+/// A kubeconfig for keeld: the API on the underlay gateway, the test CA as
+/// `certificate-authority-data`, the lab's bearer token.
+private func writeKubeconfig(_ path: String, server: String, ca: TestCertificateAuthority) throws {
+    try writeFile(path, """
+        apiVersion: v1
+        kind: Config
+        current-context: lab
+        clusters:
+        - name: lab
+          cluster:
+            server: \(server)
+            certificate-authority-data: \(Data(ca.certificatePEM.utf8).base64EncodedString())
+        users:
+        - name: keeld
+          user:
+            token: \(apiToken)
+        contexts:
+        - name: lab
+          context:
+            cluster: lab
+            user: keeld
+
+        """)
+}
 
 /// The cluster objects as the API server would return them (JSON).
 private enum APIObjects {
@@ -58,25 +86,8 @@ struct KubeAPIEndToEndTests {
             let cluster = try TestCluster(lab: lab, nodeCount: 3)
             let overlay = try OverlayLab(cluster: cluster, backend: "vxlan")   // its folder: node files, IPAM, kubeconfig
             let kubeconfig = "\(overlay.directory)/kubeconfig"
-            try writeFile(kubeconfig, """
-                apiVersion: v1
-                kind: Config
-                current-context: lab
-                clusters:
-                - name: lab
-                  cluster:
-                    server: http://\(cluster.gateway):\(apiPort)
-                users:
-                - name: keeld
-                  user:
-                    token: lab-token
-                contexts:
-                - name: lab
-                  context:
-                    cluster: lab
-                    user: keeld
-
-                """)
+            let ca = try TestCertificateAuthority()
+            try writeKubeconfig(kubeconfig, server: "https://\(cluster.gateway):\(apiPort)", ca: ca)
             var agents: [String: BackgroundProcess] = [:]
             defer { for a in agents.values { a.stop() } }
             func log(_ node: String) -> String { agents[node]?.stderr ?? "" }
@@ -98,13 +109,14 @@ struct KubeAPIEndToEndTests {
             }
 
             // 2. The API server comes up with the nodes: keeld converges.
-            let api = try FakeKubeAPI(in: cluster.underlay, address: cluster.gateway, port: apiPort)
+            let api = try FakeKubeAPI(in: cluster.underlay, address: cluster.gateway, port: apiPort,
+                                      certificateAuthority: ca, acceptedTokens: [apiToken])
             defer { api.stop() }
             try api.apply(APIObjects.namespace)
             for node in cluster.nodes { try api.apply(APIObjects.node(node)) }
             try waitFor("node files", timeout: 15) { cluster.nodes.allSatisfy { access(overlay.nodeFile($0.name), R_OK) == 0 } }
             try overlay.waitForPeers(timeout: 15)
-            #expect(api.requests.allSatisfy { $0.headers["authorization"] == "Bearer lab-token" })
+            #expect(api.requests.allSatisfy { $0.headers["authorization"] == "Bearer \(apiToken)" && $0.responseCode != 401 })
 
             // keeld patched its own Node: the VTEP MAC annotation and NetworkUnavailable=False.
             try waitFor("VTEP MAC and condition patched", timeout: 10) {
@@ -177,5 +189,164 @@ struct KubeAPIEndToEndTests {
             }
             for node in cluster.nodes { #expect(agents[node.name]?.isRunning == true, "\(log(node.name).suffix(2000))") }
         }
+    }
+
+    /// keeld killed (SIGKILL: no cleanup at all) and started again under the API source: an
+    /// established connection through the Service keeps working across it, the restarted keeld lists
+    /// every kind afresh, and the ruleset afterwards is the one before (no rule or element twice).
+    @Test(.timeLimit(.minutes(1)))
+    func killingKeeldLosesNoConnectionAndCreatesNoDuplicates() throws {
+        try NetnsLab.with(prefix: "keel-kapk") { lab in
+            let cluster = try TestCluster(lab: lab, nodeCount: 2)
+            let overlay = try OverlayLab(cluster: cluster, backend: "host-gw")
+            let kubeconfig = "\(overlay.directory)/kubeconfig"
+            let ca = try TestCertificateAuthority()
+            try writeKubeconfig(kubeconfig, server: "https://\(cluster.gateway):\(apiPort)", ca: ca)
+            let api = try FakeKubeAPI(in: cluster.underlay, address: cluster.gateway, port: apiPort,
+                                      certificateAuthority: ca, acceptedTokens: [apiToken])
+            defer { api.stop() }
+            try api.apply(APIObjects.namespace)
+            for node in cluster.nodes { try api.apply(APIObjects.node(node)) }
+
+            var agents: [String: BackgroundProcess] = [:]
+            defer { for a in agents.values { a.stop() } }
+            func start(_ node: TestCluster.ClusterNode) throws {
+                agents[node.name] = try NamespaceProcess.start(
+                    ["\(CNIRunner.keelPluginDirectory)/keeld", "--kubeconfig", kubeconfig, "--routes", "--proxy", "--policy",
+                     "--backend", "host-gw", "--node-name", node.name, "--node-file", overlay.nodeFile(node.name),
+                     "--resync-seconds", "1", "--log-level", "debug"],
+                    in: node.namespace.namespace)
+            }
+            for node in cluster.nodes { try start(node) }
+            try waitFor("node files", timeout: 15) { cluster.nodes.allSatisfy { access(overlay.nodeFile($0.name), R_OK) == 0 } }
+            try overlay.waitForPeers(timeout: 15)
+
+            // A client on node1, the Service's backend on node2 (a listener the test holds).
+            let (node1, node2) = (cluster.nodes[0], cluster.nodes[1])
+            let (clientNS, clientIP) = try overlay.addPod(node1, "c")
+            let (webNS, webIP) = try overlay.addPod(node2, "web")
+            try api.apply(APIObjects.pod("c", node: node1.name, ip: clientIP, labels: ["role": "allowed"]))
+            try api.apply(APIObjects.pod("web", node: node2.name, ip: webIP, labels: ["app": "web"]))
+            try api.apply(APIObjects.service)
+            try api.apply(APIObjects.slice(backend: webIP, node: node2.name))
+            try api.apply(APIObjects.policy)
+            let listener = try HeldConnection.listen(in: webNS, address: webIP, port: 8080)
+            defer { close(listener) }
+            var held: HeldConnection?
+            try waitFor("a connection through the Service", timeout: 15) {
+                held = HeldConnection.open(from: clientNS, to: serviceIP, port: 80, listener: listener)
+                return held != nil
+            }
+            let connection = try #require(held)
+            defer { connection.close() }
+            #expect(connection.exchange("before"), "the connection carries data both ways")
+            try waitFor("keeld synced on every node", timeout: 10) {
+                cluster.nodes.allSatisfy { n in ["proxy rules synced", "policy rules synced"].allSatisfy { agents[n.name]?.stderr.contains($0) == true } }
+            }
+            usleep(1_200_000)   // a resync (every second) had the chance to change anything still pending
+            let before = try cluster.nodes.map { try rulesetLines($0) }
+            #expect(before.allSatisfy { $0.contains { $0.contains("table ip keel-proxy") } }, "\(before)")
+
+            // SIGKILL on every node: keeld leaves the kernel as it is, and the connection keeps working.
+            for node in cluster.nodes { #expect(agents[node.name]?.stop(signal: SIGKILL) == 128 + SIGKILL) }
+            #expect(connection.exchange("while-down"), "the established connection works with no keeld running")
+
+            let restartedAt = ContinuousClock.now
+            for node in cluster.nodes { try start(node) }
+            try waitFor("first syncs after the restart", timeout: 15) {
+                cluster.nodes.allSatisfy { n in ["proxy rules synced", "policy rules synced"].allSatisfy { agents[n.name]?.stderr.contains($0) == true } }
+            }
+            usleep(1_200_000)   // and a resync after that
+            let after = try cluster.nodes.map { try rulesetLines($0) }
+            for (i, node) in cluster.nodes.enumerated() {
+                #expect(after[i] == before[i], "\(node.name): the ruleset after the restart differs: \(lineDifference(before[i], after[i]))")
+            }
+            #expect(connection.exchange("after"), "the established connection survived the restart")
+            #expect(HeldConnection.open(from: clientNS, to: serviceIP, port: 80, listener: listener).map { c in
+                defer { c.close() }
+                return c.exchange("new")
+            } == true, "a new connection through the Service after the restart")
+
+            // The restarted keelds listed every kind afresh (two nodes: two LISTs each), then watched.
+            let relisted = api.requests.filter { $0.at > restartedAt && $0.method == "GET" && !$0.isWatch }
+            for path in ["/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices", "/api/v1/nodes",
+                         "/apis/networking.k8s.io/v1/networkpolicies", "/api/v1/pods", "/api/v1/namespaces"] {
+                #expect(relisted.filter { $0.path == path && $0.responseCode == 200 }.count == cluster.nodes.count, "LIST \(path)")
+            }
+            for node in cluster.nodes { #expect(agents[node.name]?.isRunning == true, "\(agents[node.name]?.stderr.suffix(2000) ?? "")") }
+        }
+    }
+}
+
+/// `nft --stateless list ruleset` of `node`, one line per statement, sorted: a rule or element added twice shows
+/// as an extra line, while the kernel's order of set elements does not count.
+private func rulesetLines(_ node: TestCluster.ClusterNode) throws -> [String] {
+    let text = try node.namespace.check(["nft", "--stateless", "list", "ruleset"])   // no counter values
+    return text.split(separator: "\n").flatMap { line in
+        // Set elements print as one comma-separated list; split it so each element is a line.
+        line.split(separator: ",", omittingEmptySubsequences: true).map { $0.trimmingCharacters(in: .whitespaces) }
+    }.filter { !$0.isEmpty }.sorted()
+}
+
+/// The lines only one side has (counted: a line twice on one side and once on the other shows).
+private func lineDifference(_ before: [String], _ after: [String]) -> String {
+    var count: [String: Int] = [:]
+    for line in after { count[line, default: 0] += 1 }
+    for line in before { count[line, default: 0] -= 1 }
+    let added = count.filter { $0.value > 0 }.map { "+\($0.value) \($0.key)" }
+    let removed = count.filter { $0.value < 0 }.map { "\($0.value) \($0.key)" }
+    return (added + removed).sorted().joined(separator: "\n")
+}
+
+/// A TCP connection held open by the test through a Service address: the client socket made in the
+/// client pod, the server end accepted from a listener made in the backend pod.
+private struct HeldConnection {
+    let client: Int32, server: Int32
+
+    static func listen(in namespace: LabNamespace, address: IPAddress, port: UInt16) throws -> Int32 {
+        try namespace.run { () throws -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            guard withSocketAddress(address, port, { bind(fd, $0, $1) }) == 0, Glibc.listen(fd, 8) == 0 else {
+                let e = errno
+                Glibc.close(fd)
+                throw ProcessError(command: ["listen \(address):\(port)"], reason: String(cString: strerror(e)))
+            }
+            return fd
+        }
+    }
+
+    /// Connects from `namespace` to `address`:`port` and accepts on `listener`; nil when nothing arrives within a second.
+    static func open(from namespace: LabNamespace, to address: IPAddress, port: UInt16, listener: Int32) -> HeldConnection? {
+        guard let client = try? namespace.run({ () -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            _ = withSocketAddress(address, port) { connect(fd, $0, $1) }   // EINPROGRESS: completion shows at the listener
+            return fd
+        }) else { return nil }
+        var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 1000) > 0 else { Glibc.close(client); return nil }
+        let server = accept(listener, nil, nil)
+        guard server >= 0 else { Glibc.close(client); return nil }
+        return HeldConnection(client: client, server: server)
+    }
+
+    /// Sends a line each way; true if both arrived within a second.
+    func exchange(_ text: String) -> Bool {
+        func roundTrip(_ a: Int32, _ b: Int32, _ s: String) -> Bool {
+            let bytes = Array(s.utf8)
+            guard bytes.withUnsafeBytes({ send(a, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else { return false }
+            var p = pollfd(fd: b, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 1000) > 0 else { return false }
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let n = buffer.withUnsafeMutableBytes { recv(b, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            return n > 0 && String(decoding: buffer[0..<n], as: UTF8.self) == s
+        }
+        return roundTrip(client, server, "c:" + text) && roundTrip(server, client, "s:" + text)
+    }
+
+    func close() {
+        Glibc.close(client)
+        Glibc.close(server)
     }
 }
