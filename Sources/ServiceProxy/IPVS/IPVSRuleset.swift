@@ -125,7 +125,8 @@ public enum IPVSRuleset {
                 }
             }
         }
-        let backends = svc.internalBackends + svc.externalBackends + svc.terminatingInternalBackends + svc.terminatingExternalBackends
+        var backends = svc.internalBackends + svc.terminatingInternalBackends
+        if svc.hasExternalEntry { backends += svc.externalBackends + svc.terminatingExternalBackends }
         for b in backends where b.address.isIPv4 { add("hairpin", SetElement([.ip(b.address), .ip(b.address)])) }
     }
 
