@@ -9,7 +9,7 @@ import Netlink
 public protocol IPVSNodeDevices: Sendable {
     /// The IPv4 addresses on the dummy interface; nil when the interface does not exist.
     func dummyAddresses() throws -> Set<IPAddress>?
-    /// Creates the dummy interface if it is missing, then adds and removes addresses (host routes, /32).
+    /// Creates the dummy interface if it is missing (left down), then adds and removes addresses (/32).
     /// Adding one that is there and removing one that is gone count as done.
     func updateDummy(adding: [IPAddress], removing: [IPAddress]) throws
     func readSysctl(_ name: String) throws -> String
@@ -44,6 +44,19 @@ public struct KernelIPVSNodeDevices: IPVSNodeDevices {
         return Set(try route.addresses(link: index, family: .ipv4).map(\.cidr.address))
     }
 
+    /// Creates the interface, down. A kernel built without the dummy driver (CONFIG_DUMMY unset, as on
+    /// the development machines) refuses the kind with EOPNOTSUPP; an empty bridge kept down does the
+    /// same job there — its addresses are local and it has no port to leak through. An existing
+    /// `keel-ipvs0` of either kind is kept as it is (recreating it would drop every address at once).
+    func createDummy() throws -> Int32 {
+        do {
+            return try route.createLink(LinkSpec(name: Self.dummyName, kind: .dummy)).index
+        } catch {
+            guard error.errno.rawValue == EOPNOTSUPP else { throw error }
+            return try route.createLink(LinkSpec(name: Self.dummyName, kind: .bridge)).index
+        }
+    }
+
     /// The dummy interface's index; nil when it does not exist (ENODEV).
     func dummyIndex() throws -> Int32? {
         do {
@@ -55,11 +68,11 @@ public struct KernelIPVSNodeDevices: IPVSNodeDevices {
     }
 
     public func updateDummy(adding: [IPAddress], removing: [IPAddress]) throws {
-        let link = try route.ensureLink(LinkSpec(name: Self.dummyName, kind: .dummy))
+        let index = try dummyIndex() ?? createDummy()
         for address in adding {
             guard let cidr = CIDR(address, prefixLength: address.isIPv4 ? 32 : 128) else { continue }
             do {
-                try route.addAddress(InterfaceAddress(linkIndex: link.index, cidr: cidr))
+                try route.addAddress(InterfaceAddress(linkIndex: index, cidr: cidr))
             } catch {
                 if !error.isAlreadyExists { throw error }
             }
@@ -67,7 +80,7 @@ public struct KernelIPVSNodeDevices: IPVSNodeDevices {
         for address in removing {
             guard let cidr = CIDR(address, prefixLength: address.isIPv4 ? 32 : 128) else { continue }
             do {
-                try route.deleteAddress(InterfaceAddress(linkIndex: link.index, cidr: cidr))
+                try route.deleteAddress(InterfaceAddress(linkIndex: index, cidr: cidr))
             } catch {
                 if !error.isAlreadyGone { throw error }
             }
