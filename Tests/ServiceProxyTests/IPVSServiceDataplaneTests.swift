@@ -287,6 +287,16 @@ final class TestClock: Sendable {
         #expect(try node.dummyAddresses() == [])
     }
 
+    /// A node port outside the default range is Keel's because Keel made it: removed with its service.
+    @Test func aNodePortOutsideTheRangeGoesWithItsService() throws {
+        let dp = dataplane()
+        let odd = changed { $0.services[index(ipvsEmpty)].nodePort = 8099 }
+        try dp.apply(odd)
+        #expect(ipvs.contents[tcp("192.168.50.11", 8099)] != nil)
+        try dp.apply(changed { $0.services.remove(at: index(ipvsEmpty)) })
+        #expect(ipvs.contents[tcp("192.168.50.11", 8099)] == nil && ipvs.contents[tcp("10.0.0.5", 8099)] == nil)
+    }
+
     @Test func serviceAddressesComeBeforeTheirServicesAndGoAfter() throws {
         let dp = dataplane()
         try dp.apply(ipvsFixture)

@@ -7,7 +7,7 @@ import Netlink
 /// - services on an address of its dummy interface (`keel-ipvs0` holds nothing but Keel's addresses);
 /// - services on a node-port address whose port is in the node-port range (30000–32767 unless the
 ///   cluster says otherwise);
-/// - services it wants (it takes those over).
+/// - services it wants (it takes those over), and those this run of Keel created (`keys`).
 ///
 /// A leftover node-port service on an address that is no longer a node-port address is therefore
 /// not Keel's any more after a restart: the price of never deleting a stranger's service.
@@ -15,18 +15,22 @@ public struct IPVSOwnership: Sendable, Hashable {
     public var addresses: Set<IPAddress>
     public var nodePortAddresses: Set<IPAddress>
     public var nodePortRange: ClosedRange<UInt16>
+    /// Services Keel applied itself (a node port outside the range, say): its own whatever the rules above.
+    public var keys: Set<IPVSServiceKey>
 
     /// Kubernetes' default `--service-node-port-range`.
     public static let defaultNodePortRange: ClosedRange<UInt16> = 30000...32767
 
-    public init(addresses: Set<IPAddress>, nodePortAddresses: Set<IPAddress>, nodePortRange: ClosedRange<UInt16> = Self.defaultNodePortRange) {
+    public init(addresses: Set<IPAddress>, nodePortAddresses: Set<IPAddress>, nodePortRange: ClosedRange<UInt16> = Self.defaultNodePortRange,
+                keys: Set<IPVSServiceKey> = []) {
         self.addresses = addresses
         self.nodePortAddresses = nodePortAddresses
         self.nodePortRange = nodePortRange
+        self.keys = keys
     }
 
     public func owns(_ key: IPVSServiceKey) -> Bool {
-        addresses.contains(key.address) || (nodePortAddresses.contains(key.address) && nodePortRange.contains(key.port))
+        keys.contains(key) || addresses.contains(key.address) || (nodePortAddresses.contains(key.address) && nodePortRange.contains(key.port))
     }
 }
 

@@ -148,7 +148,7 @@ public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
 
             let ownership = IPVSOwnership(addresses: dummyBefore.union(wantedAddresses),
                                           nodePortAddresses: Set(desired.nodePortAddresses).union(known?.nodePortAddresses ?? []),
-                                          nodePortRange: nodePortRange)
+                                          nodePortRange: nodePortRange, keys: Set(known.map { Array($0.ipvs.keys) } ?? []))
             let current = try known?.ipvs ?? readKernelServices(ownership)
             let removable = removableDestinations(current: current, desired: desired.services, draining: s.draining)
             let operations = ipvsOperations(from: current, to: desired.services, ownership: ownership, removable: removable)
