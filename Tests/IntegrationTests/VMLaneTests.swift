@@ -103,9 +103,27 @@ import Testing
         #expect(tail.contains("KEEL-RESULT started yes"), "\(tail)")
     }
 
-    @Test func missingModuleIsALaneErrorBeforeBoot() throws {
-        #expect(throws: VirtualMachineLaneError.self) {
+    @Test func moduleThatDoesNotLoadIsABootFailure() throws {
+        let error = #expect(throws: VirtualMachineLaneError.self) {
+            try VirtualMachineLane.run(script: "echo KEEL-RESULT ran yes\n", modules: ["dummy", "numdummies=many"], timeout: .seconds(60))
+        }
+        guard case let .bootFailure(reason, tail) = error else {
+            Issue.record("expected a boot failure, got \(String(describing: error))")
+            return
+        }
+        #expect(reason.contains("dummy.ko numdummies=many"), "\(reason)")
+        #expect(!tail.contains("KEEL-RESULT ran yes"), "the script must not run when a module did not load: \(tail)")
+    }
+
+    @Test func unknownModuleStopsTheLaneBeforeBoot() throws {
+        let error = #expect(throws: VirtualMachineLaneError.self) {
             try VirtualMachineLane.run(script: "exit 0\n", modules: ["no_such_module_keel"], timeout: .seconds(30))
         }
+        guard case let .laneFailed(status, stderr) = error else {
+            Issue.record("expected the lane to refuse, got \(String(describing: error))")
+            return
+        }
+        #expect(status == 2)
+        #expect(stderr.contains("no module no_such_module_keel"), "\(stderr)")
     }
 }
