@@ -37,10 +37,20 @@ public struct VirtualMachineLane: Sendable {
         return VirtualMachineLane(lanePath: found)
     }
 
+    /// What the IPVS data plane's tests load: IPVS and its schedulers, conntrack and NAT, the nftables
+    /// expressions Keel's rules use, and the links (scripts/vm/lane lists them by purpose).
+    public static let ipvsDataPlaneModules = [
+        "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_sh", "ip_vs_mh",
+        "nf_conntrack", "nf_conntrack_netlink", "nf_nat",
+        "nf_tables", "nft_ct", "nft_nat", "nft_masq", "nft_chain_nat", "nft_reject_inet", "nft_fib_inet",
+        "veth", "dummy", "bridge", "br_netfilter",
+    ]
+
     /// A Keel executable from the build these tests run from (debug unless KEEL_PLUGIN_DIR says otherwise).
     public static func keelBinary(_ name: String) -> String { CNIRunner.keelPluginDirectory + "/" + name }
 
-    /// Boots the VM, runs `script` (busybox sh) and returns what the guest reported.
+    /// Boots the VM, runs `script` with /bin/sh (dash; busybox provides the other commands) and returns
+    /// what the guest reported.
     /// - Parameters:
     ///   - binaries: host executables copied to the same path with their shared libraries (and put in PATH).
     ///   - files: host files or folders copied into the guest.

@@ -8,6 +8,7 @@ import Testing
 @Suite(.serialized) struct VMLaneTests {
     /// Everything the IPVS tests will stand on: modules, namespaces and veth, traffic, nftables NAT,
     /// ipvsadm and one of Keel's Swift binaries with its runtime.
+    static let smokeModules = VirtualMachineLane.ipvsDataPlaneModules
     static let smokeScript = """
         failures=0
         report() { echo "KEEL-RESULT $*"; }
@@ -16,6 +17,7 @@ import Testing
           if "$@"; then report "$key" ok; else report "$key" "failed $?"; failures=$((failures + 1)); fi
         }
         report kernel "$(uname -r)"
+        check modules sh -c 'for m in \(smokeModules.joined(separator: " ")); do grep -q "^$m " /proc/modules || { echo "$m not loaded"; exit 1; }; done'
 
         check ipvs-proc test -e /proc/net/ip_vs
         check ipvsadm-add ipvsadm -A -t 10.96.0.10:80 -s rr
@@ -66,12 +68,11 @@ import Testing
         let run = try VirtualMachineLane.run(
             script: Self.smokeScript,
             binaries: [VirtualMachineLane.keelBinary("keelctl")],
-            modules: ["ip_vs", "ip_vs_rr", "dummy", "veth", "nf_conntrack", "nf_tables",
-                      "nft_ct", "nft_nat", "nft_masq", "nft_chain_nat"],
+            modules: Self.smokeModules,
             timeout: .seconds(90))
         let results = run.results
         #expect(results["kernel"]?.hasPrefix("6.1.") == true, "not Debian 12's kernel: \(run)")
-        for key in ["ipvs-proc", "ipvsadm-add", "ipvsadm-list", "no-dummy0", "dummy-link", "netns", "ping",
+        for key in ["modules", "ipvs-proc", "ipvsadm-add", "ipvsadm-list", "no-dummy0", "dummy-link", "netns", "ping",
                     "nft-nat", "nft-list", "keelctl"] {
             #expect(results[key] == "ok", "\(key): \(results[key] ?? "not reported")\n\(run)")
         }
