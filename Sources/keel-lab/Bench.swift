@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks, side by side with iproute2 and nft doing the same work in the same run.",
         discussion: "Every run happens in fresh namespaces named keel-bench-<pid>-*, removed afterwards.")
 
-    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins), overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN), proxy (service proxy sync at 1K-10K services against nft -f and kube-proxy's layout; first-connection latency) or policy (policy enforcer apply over 1,000 pods at 100-1,000 NetworkPolicies, one-policy changes; first-packet latency with 0 vs 1,000 policies).")
+    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins), overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN), proxy (service proxy sync at 1K-10K services against nft -f and kube-proxy's layout; first-connection latency) or policy (policy enforcer apply over 1,000 pods at 100-1,000 NetworkPolicies, one-policy changes; first-packet latency with 0 vs 1,000 policies) or cluster (keeld against an API server with 10K Services / 100K endpoints / 5K Pods / 1K NetworkPolicies: first sync, memory, event-to-kernel latency).")
     var suite: String = "netlink"
 
     @Option(help: "Veth pairs to create and delete.")
@@ -55,8 +55,8 @@ struct Bench: ParsableCommand {
     var policyConnects = 300
 
     func validate() throws {
-        guard ["netlink", "cni", "overlay", "proxy", "policy"].contains(suite) else {
-            throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay, proxy, policy)")
+        guard ["netlink", "cni", "overlay", "proxy", "policy", "cluster"].contains(suite) else {
+            throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay, proxy, policy, cluster)")
         }
         let policies = policyCounts.split(separator: ",").map { Int($0) }
         guard !policies.isEmpty, policies.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 20_000 }), policyConnects > 0 else {
@@ -91,6 +91,10 @@ struct Bench: ParsableCommand {
             if suite == "policy" {
                 try PolicyBench(lab: lab, sizes: policyCounts.split(separator: ",").map { Int($0)! }, runs: runs,
                                 connects: policyConnects).run()
+                return
+            }
+            if suite == "cluster" {
+                try ClusterBench(lab: lab, services: 10_000, endpointsPerService: 10, pods: 5_000, policies: 1_000, changes: 200).run()
                 return
             }
             if suite == "cni" {
