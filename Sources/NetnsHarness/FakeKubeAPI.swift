@@ -79,6 +79,8 @@ public final class FakeKubeAPI: @unchecked Sendable {
     public let isTLS: Bool
     public var url: String { "\(isTLS ? "https" : "http")://\(address):\(port)" }
 
+    /// The CA that signed the server's certificate (nil for plain HTTP): what clients trust.
+    public let certificateAuthority: TestCertificateAuthority?
     /// The CA-signed identity the server presents (nil for plain HTTP).
     public let identity: TestCertificateAuthority.ServerIdentity?
 
@@ -97,6 +99,7 @@ public final class FakeKubeAPI: @unchecked Sendable {
         }
         self.address = address
         isTLS = certificateAuthority != nil
+        self.certificateAuthority = certificateAuthority
         identity = try certificateAuthority?.issueServerCertificate(for: [address])
         state.acceptedTokens = acceptedTokens
         // Made, bound and listening inside the namespace; NIO serves the socket from any thread.

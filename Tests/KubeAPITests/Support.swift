@@ -45,14 +45,10 @@ func eventually(_ what: String, timeout: Duration = .seconds(20), _ condition: (
     }
 }
 
-/// The CA of this test process: made once (openssl), trusted by every source, signing every server.
-let testCA: TestCertificateAuthority = {
-    do { return try TestCertificateAuthority() } catch { fatalError("cannot make the test CA: \(error)") }
-}()
-
-/// A FakeKubeAPI on loopback over HTTPS with the test CA, accepting `tokens`.
+/// A FakeKubeAPI on loopback over HTTPS with a CA made for it (openssl; removed with it), accepting `tokens`.
 func makeAPI(tokens: Set<String>? = ["t0ken"]) throws -> FakeKubeAPI {
-    let api = try FakeKubeAPI(in: nil, address: IPAddress("127.0.0.1")!, certificateAuthority: testCA, acceptedTokens: tokens)
+    let api = try FakeKubeAPI(in: nil, address: IPAddress("127.0.0.1")!, certificateAuthority: try TestCertificateAuthority(),
+                              acceptedTokens: tokens)
     api.bookmarkInterval = .seconds(3600)   // bookmarks only when a test asks for them
     return api
 }
@@ -92,7 +88,7 @@ func withSource(_ api: FakeKubeAPI, kinds: Set<ObjectKind> = [.node], token: Str
     options.connectTimeout = .seconds(2)
     options.readTimeout = .seconds(10)
     configure(&options)
-    let config = KubeAPIConfig(server: api.url, certificateAuthorityPEM: Array(testCA.certificatePEM.utf8),
+    let config = KubeAPIConfig(server: api.url, certificateAuthorityPEM: api.certificateAuthority.map { Array($0.certificatePEM.utf8) },
                                bearerToken: token, tokenFile: tokenFile)
     let source = KubeAPISource(config: config, logger: run.logs.logger, kinds: kinds, options: options, metrics: run.metrics)
     let stream = run.store.events()
