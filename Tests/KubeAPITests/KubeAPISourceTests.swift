@@ -47,6 +47,7 @@ struct KubeAPISourceTests {
             #expect(nodes["a"]?.metadata.labels["role"] == "edge")
             #expect(run.metrics[.node].eventsReceived == 3)
             // Each object upserted once by the LIST and once per event, never twice for one change.
+            try await run.settled()
             #expect(run.events.upserts("a") == 2)
             #expect(run.events.upserts("f") == 1)
             #expect(run.events.deletes("b") == 1)
@@ -105,6 +106,7 @@ struct KubeAPISourceTests {
             #expect(delivered == Array((lastDelivered - 1)...api.resourceVersion), "every change delivered, in order")
             #expect(Set(run.store.snapshot().nodes.keys) == ["a", "c", "d"])
             #expect(run.store.snapshot().nodes["a"]?.metadata.labels["role"] == "v2")
+            try await run.settled()
             #expect(run.events.upserts("a") == 3)   // list, v1, v2
             #expect(run.events.upserts("c") == 1 && run.events.upserts("d") == 1)
             #expect(run.events.deletes("b") == 1)
@@ -135,6 +137,7 @@ struct KubeAPISourceTests {
             try await eventually("relisted") { run.metrics[.node].lists == 2 }
             #expect(Set(run.store.snapshot().nodes.keys) == ["a", "c"])
             #expect(run.store.snapshot().nodes["c"]?.metadata.labels["role"] == "changed")
+            try await run.settled()
             #expect(run.events.deletes("b") == 1)
             #expect(run.metrics[.node].relists == 1)
             try await eventually("watching from the relist") { api.requests.filter(\.isWatch).count == 3 }

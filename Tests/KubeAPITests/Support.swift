@@ -73,6 +73,19 @@ struct SourceRun {
     var metrics: KubeAPIMetrics
     var logs: LogRecorder
     var events: StoreEventLog
+
+    /// Waits until `events` holds everything the store emitted so far (it is filled by a task): each
+    /// upsert and delete, and each kind's first list, moved the snapshot's version on by one.
+    func settled(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let caughtUp = { () -> Bool in
+            let version = store.snapshot().version
+            let all = events.all
+            let changes = all.filter { if case .listed = $0 { false } else { true } }.count
+            let listedKinds = Set(all.compactMap { if case .listed(let k) = $0 { k } else { nil } }).count
+            return UInt64(changes + listedKinds) == version
+        }
+        try await eventually("store events collected", caughtUp, sourceLocation: sourceLocation)
+    }
 }
 
 /// Runs a source against `api` (trusting the test CA, with a bearer token or a token file) for the
