@@ -127,6 +127,13 @@ public final class FakeKubeAPI: @unchecked Sendable {
             return (serverChannel, Array(state.connections.values))
         }
         guard let server else { return }
+        if MultiThreadedEventLoopGroup.currentEventLoop != nil {
+            // The last reference went away on an event loop (a timer's closure): waiting there would deadlock.
+            server.close(promise: nil)
+            for c in connections { c.close(promise: nil) }
+            group.shutdownGracefully { _ in }
+            return
+        }
         try? server.close().wait()   // already closed: nothing left to do
         for c in connections { try? c.close().wait() }
         try? group.syncShutdownGracefully()   // a second shutdown of the loop group is the only failure
