@@ -42,7 +42,7 @@ public struct VirtualMachineLane: Sendable {
     public static let ipvsDataPlaneModules = [
         "ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_sh", "ip_vs_mh",
         "nf_conntrack", "nf_conntrack_netlink", "nf_nat",
-        "nf_tables", "nft_ct", "nft_nat", "nft_masq", "nft_chain_nat", "nft_reject_inet", "nft_fib_inet",
+        "nf_tables", "nft_ct", "nft_nat", "nft_masq", "nft_chain_nat", "nft_reject_inet", "nft_reject_ipv4", "nft_fib_inet", "nft_fib_ipv4", "nft_numgen",
         "veth", "dummy", "bridge", "br_netfilter",
     ]
 

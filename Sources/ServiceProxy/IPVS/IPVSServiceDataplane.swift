@@ -180,13 +180,18 @@ public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
             s.lastOperations = operations
             return report
         }
-        if report.changedSomething {
-            logger.debug("IPVS synced", metadata: [
-                "sync": "\(report.fullSync ? "full" : "incremental")", "ipvs.changes": "\(report.ipvs)",
-                "nft.operations": "\(report.nftOperations)", "addresses.added": "\(report.addressesAdded)",
-                "addresses.removed": "\(report.addressesRemoved)", "draining": "\(report.draining)",
-            ])
+        // Logged on every sync, "nothing changed" included: it is how an operator (and the VM test)
+        // sees that a restart or a one-endpoint change touched only what it should.
+        let operations = lastOperations
+        var metadata: Logger.Metadata = [
+            "sync": "\(report.fullSync ? "full" : "incremental")", "ipvs.changes": "\(report.ipvs)",
+            "nft.operations": "\(report.nftOperations)", "addresses.added": "\(report.addressesAdded)",
+            "addresses.removed": "\(report.addressesRemoved)", "draining": "\(report.draining)",
+        ]
+        if !operations.isEmpty, operations.count <= 10 {
+            metadata["ipvs.operations"] = "\(operations.map(\.description).joined(separator: "; "))"
         }
+        logger.debug("IPVS synced", metadata: metadata)
         onSync(report)
     }
 
