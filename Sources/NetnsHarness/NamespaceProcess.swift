@@ -115,8 +115,21 @@ public enum NamespaceProcess {
         let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { cArgs.forEach { free($0) }; cEnv.forEach { free($0) } }
 
+        // The child starts with no blocked and no ignored signal, whatever the spawning thread had:
+        // test threads (and Dispatch's) block most signals, and an inherited mask made keeld and qemu
+        // deaf to SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
+        let rc = posix_spawnp(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
         guard rc == 0 else { throw ProcessError(command: argv, reason: "posix_spawnp: \(String(cString: strerror(rc)))") }
         return pid
     }
