@@ -75,7 +75,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "keelctl", dependencies: [
-            "Cluster", "ServiceProxy", "PolicyEnforcer", "NFTables", "NetAddress",
+            "Cluster", "ServiceProxy", "PolicyEnforcer", "NFTables", "Netlink", "NetAddress",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
