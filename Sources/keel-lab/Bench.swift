@@ -9,7 +9,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks, side by side with iproute2 and nft doing the same work in the same run.",
         discussion: "Every run happens in fresh namespaces named keel-bench-<pid>-*, removed afterwards.")
 
-    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins), overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN), proxy (service proxy sync at 1K-10K services against nft -f and kube-proxy's layout; first-connection latency) or policy (policy enforcer apply over 1,000 pods at 100-1,000 NetworkPolicies, one-policy changes; first-packet latency with 0 vs 1,000 policies) or cluster (keeld against an API server with 10K Services / 100K endpoints / 5K Pods / 1K NetworkPolicies: first sync, memory, event-to-kernel latency).")
+    @Argument(help: "Which benchmark: netlink (veth pairs, routes, nftables verdict map), cni (bridge + host-local against the reference plugins), overlay (route controller convergence; pod-to-pod throughput same node / host-gw / VXLAN), proxy (service proxy sync at 1K-10K services against nft -f and kube-proxy's layout; first-connection latency) or policy (policy enforcer apply over 1,000 pods at 100-1,000 NetworkPolicies, one-policy changes; first-packet latency with 0 vs 1,000 policies) or cluster (keeld against an API server with 10K Services / 100K endpoints / 5K Pods / 1K NetworkPolicies: first sync, memory, event-to-kernel latency) or ipvs (IPVS vs nftables data plane, full and one-endpoint syncs, on Debian's stock kernel in the VM lane; ipvs-guest is its half inside the VM).")
     var suite: String = "netlink"
 
     @Option(help: "Veth pairs to create and delete.")
@@ -36,8 +36,14 @@ struct Bench: ParsableCommand {
     @Option(help: "overlay: seconds of each iperf3 run.")
     var iperfSeconds = 3
 
-    @Option(help: "proxy: service counts for the full syncs, comma-separated; the changes and the latency run at the largest.")
-    var serviceCounts = "1000,2000,5000,10000"
+    @Option(help: "proxy: service counts for the full syncs, comma-separated; the changes and the latency run at the largest (default 1000,2000,5000,10000). ipvs: the sizes, each with full syncs and one-endpoint changes (default 1000,10000).")
+    var serviceCounts: String?
+
+    @Option(help: "ipvs: seconds the VM may run before the lane kills it.")
+    var vmTimeout = 1800
+
+    @Option(help: "ipvs: the VM's memory in MiB.")
+    var vmMemory = 3072
 
     @Option(help: "proxy: endpoints per service.")
     var endpointsPerService = 10
@@ -55,15 +61,16 @@ struct Bench: ParsableCommand {
     var policyConnects = 300
 
     func validate() throws {
-        guard ["netlink", "cni", "overlay", "proxy", "policy", "cluster"].contains(suite) else {
-            throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay, proxy, policy, cluster)")
+        guard ["netlink", "cni", "overlay", "proxy", "policy", "cluster", "ipvs", "ipvs-guest"].contains(suite) else {
+            throw ValidationError("unknown benchmark '\(suite)' (known: netlink, cni, overlay, proxy, policy, cluster, ipvs)")
         }
+        guard vmTimeout > 0, vmMemory >= 256 else { throw ValidationError("--vm-timeout must be positive, --vm-memory at least 256") }
         let policies = policyCounts.split(separator: ",").map { Int($0) }
         guard !policies.isEmpty, policies.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 20_000 }), policyConnects > 0 else {
             throw ValidationError("--policy-counts must be positive numbers up to 20000, comma-separated; --policy-connects positive")
         }
-        let services = serviceCounts.split(separator: ",").map { Int($0) }
-        guard !services.isEmpty, services.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 60_000 }), (1...250).contains(endpointsPerService),
+        let services = (serviceCounts ?? "").split(separator: ",").map { Int($0) }
+        guard serviceCounts == nil || !services.isEmpty, services.allSatisfy({ ($0 ?? 0) > 0 && $0! <= 60_000 }), (1...250).contains(endpointsPerService),
               referenceCap > 0, connects > 0 else {
             throw ValidationError("--service-counts must be positive numbers up to 60000, --endpoints-per-service 1-250, --reference-cap and --connects positive")
         }
@@ -75,7 +82,20 @@ struct Bench: ParsableCommand {
         guard vethPairs > 0, routes > 0, elements > 0, runs > 0 else { throw ValidationError("counts must be positive") }
     }
 
+    /// `--service-counts`, or the suite's own sizes.
+    func serviceSizes(default sizes: [Int]) -> [Int] { serviceCounts.map { $0.split(separator: ",").map { Int($0)! } } ?? sizes }
+
     func run() throws {
+        // The VM is the isolation of these two: no lab namespaces on the host, none in the guest.
+        if suite == "ipvs" {
+            try IPVSBench(sizes: serviceSizes(default: [1000, 10_000]), endpointsPerService: endpointsPerService, runs: runs,
+                          timeoutSeconds: vmTimeout, memoryMiB: vmMemory).run()
+            return
+        }
+        if suite == "ipvs-guest" {
+            try IPVSGuestBench(sizes: serviceSizes(default: [1000, 10_000]), endpointsPerService: endpointsPerService, runs: runs).run()
+            return
+        }
         try NetnsLab.with(prefix: "keel-bench") { lab in
             var table = BenchTable()
             if suite == "overlay" {
@@ -84,7 +104,7 @@ struct Bench: ParsableCommand {
                 return
             }
             if suite == "proxy" {
-                try ProxyBench(lab: lab, sizes: serviceCounts.split(separator: ",").map { Int($0)! }, endpointsPerService: endpointsPerService,
+                try ProxyBench(lab: lab, sizes: serviceSizes(default: [1000, 2000, 5000, 10_000]), endpointsPerService: endpointsPerService,
                                runs: runs, referenceCap: referenceCap, connects: connects).run()
                 return
             }

@@ -19,24 +19,8 @@ struct ProxyBench {
     let referenceCap: Double
     let connects: Int
 
-    static let clusterCIDR = CIDR("10.244.0.0/16")!
-
-    // MARK: - Objects
-
-    /// Service `i`: ClusterIP 10.96.0.0 + i + 1, TCP port 80, unnamed port (so every chain name is a
-    /// plain nft identifier), `endpointsPerService` backends from `backend(i, j)`.
-    static func state(count: Int, endpoints: Int, backend: (Int, Int) -> Backend) -> ProxyState {
-        ProxyState(services: (0..<count).map { service($0, endpoints: endpoints, backend: backend) }, clusterCIDR: clusterCIDR)
-    }
-    static func service(_ i: Int, endpoints: Int, backend: (Int, Int) -> Backend) -> ServicePortState {
-        ServicePortState(name: ServicePortName(namespace: "bench", name: "svc-\(i)", port: "", proto: .tcp),
-                         clusterIPs: [vip(i)], port: 80, internalBackends: (0..<endpoints).map { backend(i, $0) })
-    }
-    static func vip(_ i: Int) -> IPAddress { .v4(IPv4Address(0x0A60_0000 + UInt32(i) + 1)) }
-    /// Distinct-looking pod addresses in 10.244.0.0/16 (100K endpoints wrap around the /16).
-    static func syntheticBackend(_ i: Int, _ j: Int) -> Backend {
-        Backend(.v4(IPv4Address(0x0AF4_0000 + UInt32((i * 10 + j) % 65_000 + 2))), 8080)
-    }
+    /// The objects: `SyntheticServices` (shared with `bench ipvs`).
+    static let clusterCIDR = SyntheticServices.clusterCIDR
 
     // MARK: - Run
 
@@ -53,7 +37,7 @@ struct ProxyBench {
         var referenceLoaded: (size: Int, seconds: Double)?
         var referenceStopped = false
         for size in sizes {
-            let state = Self.state(count: size, endpoints: endpointsPerService, backend: Self.syntheticBackend)
+            let state = SyntheticServices.state(count: size, endpoints: endpointsPerService, backend: SyntheticServices.backend)
             var r = try keelFullSync(state, label: "k\(size)")
             r.floor = try median((0..<runs).map { run in try nftLoad(KeelLayoutText.script(state), label: "f\(size)-\(run)") })
             if !referenceStopped, let last = referenceLoaded {
@@ -152,29 +136,13 @@ struct ProxyBench {
         var referenceSize: Int?
     }
 
-    /// Endpoint `j` of service `i` moves to another pod (a rolling update replacing one pod).
-    static func movedBackend(_ i: Int, _ j: Int, generation: Int) -> Backend {
-        Backend(.v4(IPv4Address(0x0AF4_0000 + UInt32(60_000 + (i + generation * 7) % 5_000))), 8080)
-    }
-
     func incremental(size: Int, referenceSize: Int?) throws -> [Change] {
-        let moved = min(3, endpointsPerService - 1)
-        let base = Self.state(count: size, endpoints: endpointsPerService, backend: Self.syntheticBackend)
+        let base = SyntheticServices.state(count: size, endpoints: endpointsPerService, backend: SyntheticServices.backend)
         // The states, before any clock runs: the controller hands the data plane a finished ProxyState.
-        var states = [base]
-        var changed: [Int] = []
-        for r in 0..<runs {
-            let i = (r * 997 + size / 2) % size
-            changed.append(i)
-            var s = states.last!
-            let index = s.services.firstIndex { $0.name.name == "svc-\(i)" }!
-            s.services[index].internalBackends[moved] = Self.movedBackend(i, moved, generation: r)
-            s.services[index].externalBackends = s.services[index].internalBackends
-            states.append(s)
-        }
+        var states = [base] + SyntheticServices.endpointMoves(from: base, count: runs, endpoints: endpointsPerService)
         for r in 0..<runs {
             var s = states.last!
-            let added = Self.service(size + r, endpoints: endpointsPerService, backend: Self.syntheticBackend)
+            let added = SyntheticServices.service(size + r, endpoints: endpointsPerService, backend: SyntheticServices.backend)
             s = ProxyState(services: s.services + [added], clusterCIDR: Self.clusterCIDR)
             states.append(s)
         }
@@ -222,20 +190,13 @@ struct ProxyBench {
         var referenceStates: [ProxyState] = []
         if let rs = referenceSize {
             let rNS = try lab.namespace("inc-ref")
-            let rbase = Self.state(count: rs, endpoints: endpointsPerService, backend: Self.syntheticBackend)
+            let rbase = SyntheticServices.state(count: rs, endpoints: endpointsPerService, backend: SyntheticServices.backend)
             let path = try writeTemp(KubeProxyLayoutText.script(rbase), "inc-ref")
             defer { unlink(path) }
             try rNS.check(["nft", "-f", path])
-            referenceStates = [rbase]
+            referenceStates = [rbase] + SyntheticServices.endpointMoves(from: rbase, count: runs, endpoints: endpointsPerService)
             for r in 0..<runs {
-                var s = referenceStates.last!
-                let i = (r * 997 + rs / 2) % rs
-                let index = s.services.firstIndex { $0.name.name == "svc-\(i)" }!
-                s.services[index].internalBackends[moved] = Self.movedBackend(i, moved, generation: r)
-                referenceStates.append(s)
-            }
-            for r in 0..<runs {
-                let added = Self.service(rs + r, endpoints: endpointsPerService, backend: Self.syntheticBackend)
+                let added = SyntheticServices.service(rs + r, endpoints: endpointsPerService, backend: SyntheticServices.backend)
                 referenceStates.append(ProxyState(services: referenceStates.last!.services + [added], clusterCIDR: Self.clusterCIDR))
             }
             for (n, pair) in zip(referenceStates, referenceStates.dropFirst()).enumerated() {
@@ -294,7 +255,7 @@ struct ProxyBench {
 
         var out: [Latency] = []
         let nft = try node.run { try NFTablesSocket() }
-        let keelState = Self.state(count: size, endpoints: endpointsPerService, backend: realBackend)
+        let keelState = SyntheticServices.state(count: size, endpoints: endpointsPerService, backend: realBackend)
         try nft.apply(transaction(from: nil, to: ServiceRuleset.ruleset(keelState)))
         out.append(try measureConnects(client, layout: "Keel", size: size))
         var tx = Transaction()
@@ -302,7 +263,7 @@ struct ProxyBench {
         try nft.apply(tx)
 
         if let rs = referenceSize {
-            let path = try writeTemp(KubeProxyLayoutText.script(Self.state(count: rs, endpoints: endpointsPerService, backend: realBackend)), "lat-ref")
+            let path = try writeTemp(KubeProxyLayoutText.script(SyntheticServices.state(count: rs, endpoints: endpointsPerService, backend: realBackend)), "lat-ref")
             defer { unlink(path) }
             try node.check(["nft", "-f", path])
             out.append(try measureConnects(client, layout: "kube-proxy", size: rs))
@@ -314,7 +275,7 @@ struct ProxyBench {
     /// warm-up (neighbour resolution on the node). Each connect is a new conntrack entry, so every
     /// one walks the NAT rules: first-packet latency, not a cached flow.
     func measureConnects(_ client: LabNamespace, layout: String, size: Int) throws -> Latency {
-        let first = Self.vip(0), last = Self.vip(size - 1)
+        let first = SyntheticServices.vip(0), last = SyntheticServices.vip(size - 1)
         for vip in [first, last] {
             let outcome = try TrafficProbe.tcpConnect(from: client, to: vip, port: 80)
             guard outcome.reply?.hasPrefix("10.244.") == true else {
