@@ -47,6 +47,7 @@ import Testing
         #expect(!operations.isEmpty && operations.components(separatedBy: "; ").allSatisfy { $0.contains("destination 10.244.0.13:8080") },
                 "operations: \(operations)")
         #expect(r["web-after-change"] == "b1,b2,", context)
+        #expect(r["terminating-weights"] == "1,0,1", context)
         // SIGKILL and restart: the kernel state is read back, nothing is sent, connections live on.
         #expect(r["restart-synced"] == "yes", context)
         #expect(r["restart-ipvs-same"] == "yes")

@@ -60,7 +60,12 @@ slice() {   # slice NAME PORT PROTO IP...
     echo "addressType: IPv4"
     echo "ports: [{name: p, port: $port, protocol: $proto}]"
     echo "endpoints:"
-    for a in "$@"; do echo "- {addresses: [$a], conditions: {ready: true}, nodeName: vm}"; done
+    for a in "$@"; do
+      case $a in
+        terminating:*) echo "- {addresses: [${a#terminating:}], conditions: {ready: false, serving: true, terminating: true}, nodeName: vm}" ;;
+        *) echo "- {addresses: [$a], conditions: {ready: true}, nodeName: vm}" ;;
+      esac
+    done
   } > /manifests/eps-$name.yaml.tmp
   mv /manifests/eps-$name.yaml.tmp /manifests/eps-$name.yaml
 }
@@ -137,6 +142,11 @@ sleep 1
 grep 'IPVS synced' /tmp/keeld-1.log | tail -n +$((before_syncs + 1)) | grep 'ipvs.operations=' > /tmp/change-syncs.txt
 result change-syncs-with-operations "$(wc -l < /tmp/change-syncs.txt)"
 result change-sync "$(tail -n 1 /tmp/change-syncs.txt | sed 's/.*keeld.proxy: //')"
+# A terminating (still serving) endpoint keeps its destination with weight 0: no new connections.
+slice sticky 8080 TCP 10.244.0.11 terminating:10.244.0.12 10.244.0.13
+weight_in_sticky() { ipvsadm -Ln -t 10.96.0.12:80 | awk -v d="$1" '$2 == d {print $4}'; }
+wait_for 20 sh -c '[ "$(ipvsadm -Ln -t 10.96.0.12:80 | awk '"'"'$2 == "10.244.0.12:8080" {print $4}'"'"')" = 0 ]'
+result terminating-weights "$(weight_in_sticky 10.244.0.11:8080),$(weight_in_sticky 10.244.0.12:8080),$(weight_in_sticky 10.244.0.13:8080)"
 result web-after-change "$(distinct 12 tcp c1 10.96.0.10:80)"
 
 # --- restart: an established connection survives, nothing changes --------------------------------------
