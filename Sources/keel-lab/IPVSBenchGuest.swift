@@ -6,13 +6,18 @@ import Netlink
 import ServiceProxy
 
 /// `bench ipvs-guest`: the half of `bench ipvs` that runs inside the VM lane (Debian's stock kernel,
-/// which has IPVS). The VM's own namespace is the node, and nothing else lives in it. For each size,
-/// the IPVS data plane and then the nftables data plane, each driven as keeld drives it:
+/// which has IPVS). Every run gets a fresh network namespace in the VM as its node. For each size, the
+/// IPVS data plane and then the nftables data plane, each driven as keeld drives it:
 ///
-/// - full sync: a fresh data plane applies N services × E endpoints to an empty kernel, `runs` times,
-///   flushed in between; after the first, the kernel is read back and must hold exactly the desired state;
+/// - full sync: a fresh data plane applies N services × E endpoints to an empty kernel, `runs` times;
+///   after the first, the kernel is read back and must hold exactly the desired state;
 /// - one endpoint changed: the data plane of the last full sync gets `runs` successive states that each
 ///   move one endpoint of one service (`SyntheticServices.endpointMoves`); the kernel is checked again.
+///
+/// Why a fresh namespace rather than a flush between runs: IPVS keeps deleted destinations in a per-
+/// namespace trash list for one to two minutes (ip_vs_ctl.c, IP_VS_DEST_TRASH_PERIOD) and walks that
+/// list on every IPVS_CMD_NEW_DEST, so a full sync soon after `ipvsadm -C` of 100K destinations took
+/// 150-190 s instead of 25 s here. That is a refill, not a sync from empty.
 ///
 /// Results are console lines `KEEL-RESULT <plane>-<measure>-<size> <value>` for the host side
 /// (`IPVSBench`); times are milliseconds, one per run.
@@ -23,71 +28,84 @@ struct IPVSGuestBench {
 
     enum Plane: String, CaseIterable { case ipvs, nftables }
 
-    /// The node's kernel (the VM's namespace), opened once for every data plane.
-    struct Kernel {
+    /// A fresh network namespace that plays the node for one data plane, with its sockets opened inside.
+    struct Node {
+        let name: String
+        let namespace: NetworkNamespace
         let route: RouteSocket
         let nft: NFTablesSocket
         let ipvs: IPVSSocket
-        var devices: KernelIPVSNodeDevices { KernelIPVSNodeDevices(route: route, nft: nft) }
+        var devices: KernelIPVSNodeDevices { KernelIPVSNodeDevices(route: route, nft: nft, namespace: namespace) }
+
+        static func fresh(_ name: String) throws -> Node {
+            try? NetworkNamespace.delete(named: name)   // a leftover of an earlier run in the same VM: none expected
+            let namespace = try NetworkNamespace.create(named: name)
+            return try namespace.run {
+                Node(name: name, namespace: namespace, route: try RouteSocket(), nft: try NFTablesSocket(), ipvs: try IPVSSocket())
+            }
+        }
+
+        /// Unnames the namespace; the kernel tears it down once this value's sockets are closed too.
+        func remove() { try? NetworkNamespace.delete(named: name) }
     }
 
     func run() throws {
-        let kernel = Kernel(route: try RouteSocket(), nft: try NFTablesSocket(), ipvs: try IPVSSocket())
         Self.report("kernel", IPVSSysctl.currentKernelRelease())
-        try flush(kernel)
         for size in sizes {
             let base = SyntheticServices.state(count: size, endpoints: endpointsPerService)
             let changes = SyntheticServices.endpointMoves(from: base, count: runs, endpoints: endpointsPerService)
             for plane in Plane.allCases {
                 do {
-                    try measure(plane, size: size, base: base, changes: changes, kernel: kernel)
+                    try measure(plane, size: size, base: base, changes: changes)
                 } catch {
                     Self.report("error", "\(plane) at \(size) services: \(error)")
                     throw error
                 }
             }
         }
+        Self.settle()
         Self.report("done", "yes")
     }
 
-    func measure(_ plane: Plane, size: Int, base: ProxyState, changes: [ProxyState], kernel: Kernel) throws {
+    func measure(_ plane: Plane, size: Int, base: ProxyState, changes: [ProxyState]) throws {
         func name(_ measure: String) -> String { "\(plane.rawValue)-\(measure)-\(size)" }
 
         var full: [Double] = []
-        var dataplanes: [any ServiceDataplane] = []
+        var kept: (node: Node, dataplane: any ServiceDataplane)?
         for run in 0..<runs {
-            try flush(kernel)
-            let dataplane = dataplane(plane, kernel)
+            Self.settle()   // the namespace of the run before goes away in the background
+            let node = try Node.fresh("keel-bench-\(plane.rawValue)-\(size)-\(run)")
+            let dataplane = dataplane(plane, node)
             full.append(try Stopwatch.measure { try dataplane.apply(base) })
             if run == 0 {
                 Self.report(name("full-ops"), operations(dataplane))
-                Self.report(name("check-full"), try verify(plane, base, kernel))
+                Self.report(name("check-full"), try verify(plane, base, node))
             }
             Self.say("\(plane) full sync \(size) services, run \(run + 1): \(Self.ms(full.last!)) ms")
-            dataplanes = [dataplane]   // the last one's tables stay for the changes
+            if run == runs - 1 { kept = (node, dataplane) } else { node.remove() }
         }
         Self.report(name("full"), full.map(Self.ms).joined(separator: " "))
 
-        let synced = dataplanes[0]
+        let (node, synced) = kept!
         var change: [Double] = [], ops: [String] = []
         for state in changes {
             change.append(try Stopwatch.measure { try synced.apply(state) })
             ops.append(operations(synced))
         }
         Self.report(name("change-ops"), Set(ops).sorted().joined(separator: " | "))
-        Self.report(name("check-change"), try verify(plane, changes.last!, kernel))
+        Self.report(name("check-change"), try verify(plane, changes.last!, node))
         Self.report(name("change"), change.map(Self.ms).joined(separator: " "))
         Self.say("\(plane) one endpoint changed at \(size): \(change.map(Self.ms).joined(separator: ", ")) ms")
-        try flush(kernel)
+        node.remove()
     }
 
-    func dataplane(_ plane: Plane, _ kernel: Kernel) -> any ServiceDataplane {
+    func dataplane(_ plane: Plane, _ node: Node) -> any ServiceDataplane {
         var logger = Logger(label: "bench.ipvs")
         logger.logLevel = .warning
         switch plane {
-        case .ipvs: return IPVSServiceDataplane(ipvs: kernel.ipvs, node: kernel.devices, logger: logger)
+        case .ipvs: return IPVSServiceDataplane(ipvs: node.ipvs, node: node.devices, logger: logger)
         // No conntrack socket, as in `bench proxy`: it only clears UDP flows, and these services are TCP.
-        case .nftables: return NFTablesServiceDataplane(nft: kernel.nft, conntrack: nil, logger: logger)
+        case .nftables: return NFTablesServiceDataplane(nft: node.nft, conntrack: nil, logger: logger)
         }
     }
 
@@ -102,33 +120,42 @@ struct IPVSGuestBench {
         return "?"
     }
 
-    /// Removes everything either data plane made: Keel's IPVS services (the VM has no others), the
-    /// dummy interface with its addresses, and both nftables tables.
-    func flush(_ kernel: Kernel) throws {
-        try kernel.ipvs.flush()
-        // (try?: a missing link is the only expected failure. A typed catch here crashes Swift 6.3.1's
-        // MandatoryAllocBoxToStack pass in release builds.)
-        if (try? kernel.route.link(.name(KernelIPVSNodeDevices.dummyName))) != nil {
-            try kernel.route.deleteLink(.name(KernelIPVSNodeDevices.dummyName))
+    /// Waits (up to two minutes) until the VM's CPU has been idle for half a second: the kernel tears
+    /// a removed namespace down in a workqueue (10K addresses, 100K destinations), and on one vCPU
+    /// that work would land in the next measurement.
+    static func settle() {
+        func sample() -> (idle: Double, total: Double)? {
+            guard let file = fopen("/proc/stat", "r") else { return nil }
+            defer { fclose(file) }
+            var buffer = [CChar](repeating: 0, count: 512)
+            guard fgets(&buffer, Int32(buffer.count), file) != nil else { return nil }
+            // cpu  user nice system idle iowait irq softirq steal ...
+            let ticks = String(cString: buffer).split(separator: " ").dropFirst().compactMap { Double($0.filter(\.isNumber)) }
+            guard ticks.count >= 5 else { return nil }
+            return (ticks[3] + ticks[4], ticks.prefix(8).reduce(0, +))
         }
-        let present = Set(try kernel.nft.tables())
-        var tx = Transaction()
-        for table in [IPVSRuleset.table, ServiceRuleset.table] where present.contains(table) { tx.delete(table) }
-        if !tx.isEmpty { try kernel.nft.apply(tx) }
+        let started = Stopwatch.now()
+        while Stopwatch.now() - started < 120, let a = sample() {
+            usleep(500_000)
+            guard let b = sample() else { return }
+            if (b.idle - a.idle) / max(1, b.total - a.total) >= 0.9 { break }
+        }
+        let waited = Stopwatch.now() - started
+        if waited > 1.5 { say("(waited \(format2(waited)) s for the kernel to tear down the namespace before)") }
     }
 
     // MARK: - Checks
 
     /// The kernel holds exactly what `state` asks of `plane`; a summary for the report, or a throw
     /// naming what differs.
-    func verify(_ plane: Plane, _ state: ProxyState, _ kernel: Kernel) throws -> String {
+    func verify(_ plane: Plane, _ state: ProxyState, _ node: Node) throws -> String {
         switch plane {
         case .ipvs:
             let desired = IPVSDesiredState(state)
             // Read back over netlink and diffed as the data plane diffs: nothing may be left to do.
             var table: [IPVSServiceKey: IPVSVirtualService] = [:]
-            for service in try kernel.ipvs.services() {
-                table[service.key] = IPVSVirtualService(service: service, destinations: try kernel.ipvs.destinations(of: service.key))
+            for service in try node.ipvs.services() {
+                table[service.key] = IPVSVirtualService(service: service, destinations: try node.ipvs.destinations(of: service.key))
             }
             let everyone = IPVSOwnership(addresses: Set(table.keys.map(\.address)), nodePortAddresses: [])
             let every = Set(table.flatMap { key, v in v.destinations.map { IPVSDestinationID(key, $0) } })
@@ -137,20 +164,20 @@ struct IPVSGuestBench {
                 throw BenchCheckError(plane: plane, what: "IPVS table", detail: "\(fix.count) operations from the desired state, first \(fix[0])")
             }
             // The kernel's own text, independent of Keel's parser: counts and weights.
-            let proc = try ProcIPVS.read()
+            let proc = try node.namespace.run { try ProcIPVS.read(path: "/proc/thread-self/net/ip_vs") }
             let destinations = desired.services.values.reduce(0) { $0 + $1.destinations.count }
             guard proc.services == desired.services.count, proc.destinations == destinations, proc.weightNotOne == 0 else {
                 throw BenchCheckError(plane: plane, what: "/proc/net/ip_vs", detail: "\(proc) but want \(desired.services.count) services, \(destinations) destinations of weight 1")
             }
-            let dummy = try kernel.devices.dummyAddresses() ?? []
+            let dummy = try node.devices.dummyAddresses() ?? []
             guard dummy == Set(desired.dummyAddresses) else {
                 throw BenchCheckError(plane: plane, what: "\(KernelIPVSNodeDevices.dummyName) addresses", detail: "\(dummy.count), want \(desired.dummyAddresses.count)")
             }
-            try sameTable(IPVSRuleset.ruleset(state), IPVSRuleset.table, kernel, plane)
+            try sameTable(IPVSRuleset.ruleset(state), IPVSRuleset.table, node, plane)
             return "ok services=\(proc.services) destinations=\(proc.destinations) dummy-addresses=\(dummy.count) table=identical"
         case .nftables:
             let expected = ServiceRuleset.ruleset(state)
-            let got = try sameTable(expected, ServiceRuleset.table, kernel, plane)
+            let got = try sameTable(expected, ServiceRuleset.table, node, plane)
             let counts = got.sets.filter { !$0.elements.isEmpty }.map { "\($0.name)=\($0.elements.count)" }.sorted()
             return "ok \(counts.joined(separator: " ")) table=identical"
         }
@@ -158,12 +185,12 @@ struct IPVSGuestBench {
 
     /// The kernel's `table` is `expected` to the element: the diff from one to the other is empty.
     @discardableResult
-    func sameTable(_ expected: Ruleset, _ table: Table, _ kernel: Kernel, _ plane: Plane) throws -> Ruleset {
+    func sameTable(_ expected: Ruleset, _ table: Table, _ node: Node, _ plane: Plane) throws -> Ruleset {
         // A dump right after a large insert can miss elements while the kernel's rhashtable is still
         // resizing (the walk restarts and the dump skips by count): read again before calling it wrong.
         var difference = 0
         for attempt in 0..<10 {
-            guard let got = try kernel.nft.table(named: table.name, family: table.family) else {
+            guard let got = try node.nft.table(named: table.name, family: table.family) else {
                 throw BenchCheckError(plane: plane, what: "table \(table)", detail: "missing")
             }
             difference = transaction(from: got, to: expected).operations.count
@@ -205,7 +232,7 @@ struct ProcIPVS: CustomStringConvertible {
     var weightNotOne = 0
     var description: String { "\(services) services, \(destinations) destinations (\(weightNotOne) of weight ≠ 1)" }
 
-    static func read(path: String = "/proc/net/ip_vs") throws -> ProcIPVS {
+    static func read(path: String) throws -> ProcIPVS {
         guard let file = fopen(path, "r") else { throw BenchCheckError(plane: .ipvs, what: path, detail: "cannot open (errno \(errno))") }
         defer { fclose(file) }
         var counts = ProcIPVS()
