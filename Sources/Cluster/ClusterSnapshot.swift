@@ -23,6 +23,15 @@ public struct ClusterSnapshot: Sendable {
     var endpointSliceStorage: [ObjectKey: EndpointSlice] = [:]
     var sliceIndex: [ObjectKey: Set<String>] = [:]
 
+    /// The keys of the latest changes, oldest first, each with the version it made: a controller
+    /// that remembers the version it last built from redoes only those objects
+    /// (``changedKeys(since:)``). Bounded, so that copying a snapshot stays cheap; every change
+    /// after `changeLogFloor` is in it.
+    var changeLog: [(version: UInt64, key: ObjectKey)] = []
+    var changeLogFloor: UInt64 = 0
+    /// Entries kept after trimming; the log grows to twice this before it is trimmed.
+    static let changeLogCapacity = 4096
+
     public init(nodes: [String: Node] = [:], services: [ObjectKey: Service] = [:],
                 endpointSlices: [ObjectKey: EndpointSlice] = [:], pods: [ObjectKey: Pod] = [:],
                 namespaces: [String: Namespace] = [:], networkPolicies: [ObjectKey: NetworkPolicy] = [:],
@@ -35,6 +44,8 @@ public struct ClusterSnapshot: Sendable {
         self.version = version
         self.listedKinds = listedKinds
         self.endpointSlices = endpointSlices
+        changeLogFloor = version   // what it was made with is not in the log
+
     }
 
     /// EndpointSlices by key (`EndpointSlice/<namespace>/<name>`; see ``EndpointSlice/key``).
@@ -45,6 +56,28 @@ public struct ClusterSnapshot: Sendable {
             endpointSliceStorage = [:]
             sliceIndex = [:]
             for slice in newValue.values { insert(slice) }
+        }
+    }
+
+    /// The keys of the objects added, changed or removed after `version` (a version of this store),
+    /// or nil when the log no longer reaches back that far (then everything may have changed).
+    public func changedKeys(since version: UInt64) -> Set<ObjectKey>? {
+        guard version >= changeLogFloor, version <= self.version else { return nil }
+        var keys = Set<ObjectKey>()
+        for entry in changeLog.reversed() {
+            guard entry.version > version else { break }
+            keys.insert(entry.key)
+        }
+        return keys
+    }
+
+    /// Records that `key` changed, making the current ``version``.
+    mutating func logChange(_ key: ObjectKey) {
+        changeLog.append((version, key))
+        if changeLog.count >= 2 * Self.changeLogCapacity {
+            let dropped = changeLog.count - Self.changeLogCapacity
+            changeLogFloor = changeLog[dropped - 1].version
+            changeLog.removeFirst(dropped)
         }
     }
 

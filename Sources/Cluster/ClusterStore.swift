@@ -27,11 +27,13 @@ public final class ClusterStore: Sendable {
             guard snapshot.object(object.key) != object else { return }
             snapshot.set(object)
             snapshot.version += 1
+            snapshot.logChange(object.key)
             emit(.upserted(object))
         }
         mutating func remove(_ key: ObjectKey) {
             guard snapshot.remove(key) != nil else { return }
             snapshot.version += 1
+            snapshot.logChange(key)
             emit(.deleted(key))
         }
     }
@@ -46,6 +48,11 @@ public final class ClusterStore: Sendable {
     }
 
     public func snapshot() -> ClusterSnapshot { state.withLock { $0.snapshot } }
+
+    /// The current ``ClusterSnapshot/version``, without copying the snapshot out.
+    var version: UInt64 { state.withLock { $0.snapshot.version } }
+    /// ``ClusterSnapshot/changedKeys(since:)`` of the current state.
+    func changedKeys(since version: UInt64) -> Set<ObjectKey>? { state.withLock { $0.snapshot.changedKeys(since: version) } }
 
     /// Replaces everything of `kind` with `objects` (a full list), emitting only the real differences,
     /// then `.listed(kind)`. Objects of another kind in `objects` are ignored; for a duplicate key the

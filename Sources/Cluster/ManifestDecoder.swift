@@ -64,15 +64,44 @@ public enum ManifestDecoder {
     /// cross-object rules keep the first object in that order; overlays are merged last.
     public static func decode(files: [(name: String, text: String)], kinds: Set<ObjectKind> = Set(ObjectKind.allCases))
         -> (objects: [ClusterObject], problems: [ManifestProblem]) {
+        combine(files.map { decodeFile($0.text, file: $0.name, asOverlays: isOverlayFile($0.name)) }, kinds: kinds)
+    }
+
+    /// Decodes JSON bytes — one object, or a list such as an API server's LIST page — with
+    /// Foundation's JSON decoder: the API's wire form never goes through the YAML parser, and no text
+    /// copy is made. The checks are those of ``decode(_:file:)``; cross-object rules are applied
+    /// by ``combine(_:kinds:)``, over every part of one listing. An item without `kind` and
+    /// `apiVersion` (a watch event's object may omit them) is read as `impliedKind`.
+    public static func decodeJSON(_ json: Data, origin: String, impliedKind: ObjectKind? = nil) -> DecodedFile {
+        var result = DecodedFile(file: origin)
+        let decoder = JSONDecoder()
+        decoder.userInfo = [.keelOverlayMode: false, .keelImpliedKind: impliedKind as Any]
+        let entries: [DocumentEntry]
+        do {
+            entries = try decoder.decode(ManifestDocument.self, from: json).entries
+        } catch {
+            let cause = (error as? DecodingError).flatMap(underlyingError) ?? error
+            result.unreadable = "not valid JSON: \(cause)"
+            result.problems.append(ManifestProblem(file: origin, objectName: nil, kind: nil, field: "",
+                                                   reason: "not valid JSON: \(cause)", document: 1))
+            return result
+        }
+        result.add(entries, document: nil)
+        return result
+    }
+
+    /// The objects and problems of decoded parts taken as one cluster: parts in file-name order
+    /// (the order given for equal names), objects of `kinds` only, one object per key (the first),
+    /// nodes checked against each other, overlays merged last.
+    public static func combine(_ parts: [DecodedFile], kinds: Set<ObjectKind> = Set(ObjectKind.allCases))
+        -> (objects: [ClusterObject], problems: [ManifestProblem]) {
         var candidates: [(object: ClusterObject, file: String)] = []
         var overlays: [MetadataOverlay] = []
         var problems: [ManifestProblem] = []
-        for file in files.enumerated().sorted(by: { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }) {
-            let decoded = decodeFile(file.element.text, file: file.element.name,
-                                     asOverlays: isOverlayFile(file.element.name))
-            candidates += decoded.objects.filter { kinds.contains($0.kind) }.map { ($0, file.element.name) }
-            overlays += decoded.overlays.filter { kinds.contains($0.key.kind) }
-            problems += decoded.problems.filter { p in p.kind.flatMap(ObjectKind.init(rawValue:)).map(kinds.contains) ?? true }
+        for part in parts.enumerated().sorted(by: { ($0.element.file, $0.offset) < ($1.element.file, $1.offset) }).map(\.element) {
+            candidates += part.objects.filter { kinds.contains($0.kind) }.map { ($0, part.file) }
+            overlays += part.overlays.filter { kinds.contains($0.key.kind) }
+            problems += part.problems.filter { p in p.kind.flatMap(ObjectKind.init(rawValue:)).map(kinds.contains) ?? true }
         }
 
         let nodes = validateNodes(candidates.compactMap { c in
@@ -80,18 +109,22 @@ public enum ManifestDecoder {
         })
         problems += nodes.problems
         var objects = nodes.valid.map(ClusterObject.node)
+        objects.reserveCapacity(candidates.count)
         var firstFile: [ObjectKey: String] = [:]
+        firstFile.reserveCapacity(candidates.count)
         for (object, file) in candidates where object.kind != .node {
-            if let first = firstFile[object.key] {
+            let key = object.key
+            if let first = firstFile[key] {
                 problems.append(ManifestProblem(file: file, objectName: object.metadata.name, kind: object.kind.rawValue,
                                                 field: "metadata.name",
-                                                reason: "duplicate \(object.kind) in namespace \"\(object.key.namespace ?? "")\", first defined in \(first)"))
+                                                reason: "duplicate \(object.kind) in namespace \"\(key.namespace ?? "")\", first defined in \(first)"))
                 continue
             }
-            firstFile[object.key] = file
+            firstFile[key] = file
             objects.append(object)
         }
 
+        guard !overlays.isEmpty else { return (objects, problems) }
         var index: [ObjectKey: Int] = [:]
         for (i, o) in objects.enumerated() { index[o.key] = i }
         for overlay in overlays {
@@ -102,15 +135,36 @@ public enum ManifestDecoder {
         return (objects, problems)
     }
 
-    /// What one file holds, before cross-object rules and overlays.
-    struct DecodedFile {
+    /// What one file (or one JSON text) holds, before cross-object rules and overlays.
+    public struct DecodedFile: Sendable {
+        /// The file name (or origin) its objects and problems are reported under.
+        public var file: String
         var objects: [ClusterObject] = []
         var overlays: [MetadataOverlay] = []
         var problems: [ManifestProblem] = []
+
+        init(file: String) { self.file = file }
+
+        /// Why nothing at all could be read (the text is not JSON), or nil: a caller that expected
+        /// a complete list must not take it for one.
+        public internal(set) var unreadable: String?
+
+        mutating func add(_ entries: [DocumentEntry], document number: Int?) {
+            for entry in entries {
+                switch entry {
+                case .object(let o): objects.append(o)
+                case .overlay(let o): overlays.append(o)
+                case .problem(let kind, let name, let issue):
+                    problems.append(ManifestProblem(file: file, objectName: name, kind: kind?.rawValue,
+                                                    field: issue.field, reason: issue.reason,
+                                                    document: name == nil ? (number ?? 1) : number))
+                }
+            }
+        }
     }
 
     static func decodeFile(_ text: String, file: String, asOverlays: Bool) -> DecodedFile {
-        var result = DecodedFile()
+        var result = DecodedFile(file: file)
         // JSON has no document separator; a line starting with `---` cannot occur in it.
         let documents = file.hasSuffix(".json") ? [text] : splitDocuments(text)
         let info: [CodingUserInfoKey: Any] = [.keelOverlayMode: asOverlays]
@@ -125,16 +179,7 @@ public enum ManifestDecoder {
                                                        reason: "not valid YAML: \(cause)", document: number ?? 1))
                 continue
             }
-            for entry in entries {
-                switch entry {
-                case .object(let o): result.objects.append(o)
-                case .overlay(let o): result.overlays.append(o)
-                case .problem(let kind, let name, let issue):
-                    result.problems.append(ManifestProblem(file: file, objectName: name, kind: kind?.rawValue,
-                                                           field: issue.field, reason: issue.reason,
-                                                           document: name == nil ? (number ?? 1) : number))
-                }
-            }
+            result.add(entries, document: number)
         }
         return result
     }
@@ -185,6 +230,8 @@ public struct MetadataOverlay: Hashable, Sendable {
 
 extension CodingUserInfoKey {
     static let keelOverlayMode = CodingUserInfoKey(rawValue: "keel.overlayMode")!
+    /// The kind of a top-level object without `kind` and `apiVersion` (a watch event's object).
+    static let keelImpliedKind = CodingUserInfoKey(rawValue: "keel.impliedKind")!
 }
 
 enum DocumentEntry {
@@ -201,7 +248,7 @@ struct ManifestDocument: Decodable {
     private enum NameKeys: String, CodingKey { case name }
 
     init(from decoder: any Decoder) throws {
-        entries = Self.entries(decoder, impliedKind: nil)
+        entries = Self.entries(decoder, impliedKind: decoder.userInfo[.keelImpliedKind] as? ObjectKind)
     }
 
     private static func entries(_ decoder: any Decoder, impliedKind: ObjectKind?) -> [DocumentEntry] {

@@ -125,28 +125,29 @@ public final class KubeAPISource: ClusterSource {
     }
 
     /// All pages of `kind`, decoded and put in the store. Returns the list's resourceVersion.
+    ///
+    /// Each page is decoded as soon as it arrives, while the next one is fetched, and only its
+    /// decoded objects are kept: never all raw pages and all objects at once.
     private func list(_ kind: ObjectKind, client: HTTPClient, store: ClusterStore, logger: Logger) async throws -> String {
-        var pages: [(name: String, text: String)] = []
-        var continueToken: String?
+        var parts: [ManifestDecoder.DecodedFile] = []
         var resourceVersion = ""
-        repeat {
-            var query = [("limit", "\(options.pageSize)")]
-            if let continueToken { query.append(("continue", continueToken)) }
-            let (request, response) = try await get(kind.apiPath, query: query, client: client)
-            let body = try await response.body.collect(upTo: options.maxResponseBytes)
-            guard response.status == .ok else { throw statusError(request, response.status.code, Array(buffer: body)) }
-            let text = String(buffer: body)
-            let envelope: ListEnvelope
-            do { envelope = try JSONDecoder().decode(ListEnvelope.self, from: Data(text.utf8)) } catch {
-                throw KubeAPIError(request: request, code: nil, reason: "not a list", message: "\(error)")
+        var next: Task<ListPage, any Error>? = fetchPage(kind, continue: nil, client: client)
+        defer { next?.cancel() }
+        while let fetching = next {
+            let page = try await fetching.value
+            next = page.continueToken.map { fetchPage(kind, continue: $0, client: client) }
+            resourceVersion = page.resourceVersion
+            // One origin for every page: the decoder keeps their order, and cross-object rules span them all.
+            let part = ManifestDecoder.decodeJSON(page.body, origin: Self.origin)
+            if let reason = part.unreadable {
+                // Never a complete list (it would delete what the page held): retried.
+                throw KubeAPIError(request: page.request, code: nil, reason: "not a list", message: reason)
             }
-            pages.append((Self.origin, text))
-            continueToken = envelope.metadata?.continue.flatMap { $0.isEmpty ? nil : $0 }
-            resourceVersion = envelope.metadata?.resourceVersion ?? ""
-        } while continueToken != nil
+            parts.append(part)
+        }
 
-        // One name for every page: the decoder keeps their order, and cross-object rules span them all.
-        let decoded = ManifestDecoder.decode(files: pages, kinds: [kind])
+        let decoded = ManifestDecoder.combine(parts, kinds: [kind])
+        parts = []
         for problem in decoded.problems { logger.log(problem) }
         store.replaceAll(kind, with: decoded.objects)
         let now = ContinuousClock.now
@@ -157,9 +158,38 @@ public final class KubeAPISource: ClusterSource {
             m.resourceVersion = resourceVersion
             m.lastEventAt = now
         }
-        logger.debug("listed", metadata: ["objects": "\(decoded.objects.count)", "pages": "\(pages.count)",
-                                          "resourceVersion": "\(resourceVersion)"])
+        logger.debug("listed", metadata: ["objects": "\(decoded.objects.count)", "resourceVersion": "\(resourceVersion)"])
         return resourceVersion
+    }
+
+    /// One LIST page: its bytes, and the list metadata read from them.
+    private struct ListPage: Sendable {
+        var request: String
+        var body: Data
+        var continueToken: String?
+        var resourceVersion: String
+    }
+
+    /// Starts fetching one LIST page of `kind` (the first without a token).
+    private func fetchPage(_ kind: ObjectKind, continue token: String?, client: HTTPClient) -> Task<ListPage, any Error> {
+        Task {
+            var query = [("limit", "\(options.pageSize)")]
+            if let token { query.append(("continue", token)) }
+            let (request, response) = try await get(kind.apiPath, query: query, client: client)
+            let buffer = try await response.body.collect(upTo: options.maxResponseBytes)
+            guard response.status == .ok else { throw statusError(request, response.status.code, Array(buffer: buffer)) }
+            let body = Data(buffer.readableBytesView)
+            // Only the list's `metadata` is read here (the items are the decoder's), so the page is
+            // not parsed twice. A page that is not JSON at all is refused when it is decoded.
+            var metadata: ListMetadata?
+            if let bytes = JSONSpan.topLevelValue("metadata", in: body) {
+                do { metadata = try JSONDecoder().decode(ListMetadata.self, from: Data(bytes)) } catch {
+                    throw KubeAPIError(request: request, code: nil, reason: "not a list", message: "metadata: \(error)")
+                }
+            }
+            return ListPage(request: request, body: body, continueToken: metadata?.continue.flatMap { $0.isEmpty ? nil : $0 },
+                            resourceVersion: metadata?.resourceVersion ?? "")
+        }
     }
 
     /// The origin of API objects in ``ManifestProblem/file`` (as ``validateNodes(_:origin:)`` suggests).
@@ -235,10 +265,8 @@ public final class KubeAPISource: ClusterSource {
         case .deleted:
             if let key { store.delete(key) }
         case .added, .modified:
-            // Wrapped as a typed list, the decoder reads an item with or without its own `kind`.
-            let text = "{\"kind\":\"\(kind.rawValue)List\",\"apiVersion\":\"\(kind.apiVersion)\",\"items\":["
-                + String(decoding: event.object, as: UTF8.self) + "]}"
-            let decoded = ManifestDecoder.decode(text, file: Self.origin)
+            // The decoder reads an object with or without its own `kind` (then it is the watched kind).
+            let decoded = ManifestDecoder.combine([ManifestDecoder.decodeJSON(Data(event.object), origin: Self.origin, impliedKind: kind)])
             for problem in decoded.problems { logger.log(problem) }
             if !decoded.problems.isEmpty { metrics.update(kind) { $0.skippedObjects += decoded.problems.count } }
             guard let object = decoded.objects.first else {
@@ -293,12 +321,9 @@ public final class KubeAPISource: ClusterSource {
                             message: status?.message ?? String(decoding: body.prefix(200), as: UTF8.self))
     }
 
-    private struct ListEnvelope: Decodable {
-        struct Metadata: Decodable {
-            var resourceVersion: String?
-            var `continue`: String?
-        }
-        var metadata: Metadata?
+    private struct ListMetadata: Decodable {
+        var resourceVersion: String?
+        var `continue`: String?
     }
 }
 

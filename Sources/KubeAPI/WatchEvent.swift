@@ -39,7 +39,8 @@ struct WatchEvent {
 
 /// Finds the bytes of one member of a JSON object without building a tree.
 enum JSONSpan {
-    static func topLevelValue(_ key: String, in bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
+    static func topLevelValue<Bytes: RandomAccessCollection<UInt8>>(_ key: String, in bytes: Bytes) -> Bytes.SubSequence?
+        where Bytes.Index == Int {
         var i = bytes.startIndex
         let end = bytes.endIndex
         func skipSpace() { while i < end, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 } }

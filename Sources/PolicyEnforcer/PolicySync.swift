@@ -44,7 +44,8 @@ public final class PolicyController: @unchecked Sendable {
     let nodeName: String
     let logger: Logger
     let compile: @Sendable (ClusterSnapshot, String) -> [CompiledPod]
-    private let passLock = Mutex(())
+    /// Held for a whole pass: the store version of the last successful sync.
+    private let synced = Mutex<UInt64?>(nil)
 
     public init(store: ClusterStore, sync: PolicySync, nodeName: String, logger: Logger,
                 compile: @escaping @Sendable (ClusterSnapshot, String) -> [CompiledPod]) {
@@ -59,23 +60,31 @@ public final class PolicyController: @unchecked Sendable {
 
     @discardableResult
     public func syncOnce() -> Bool {
-        passLock.withLock { _ in
+        synced.withLock { synced in
             let snapshot = store.snapshot()
             guard Self.kinds.allSatisfy(snapshot.hasListed) else { return false }
+            // The rules depend on these kinds only: after changes to others (a wake-up already
+            // served, a resync with nothing new) the last sync stands.
+            if let version = synced, let keys = snapshot.changedKeys(since: version), !keys.contains(where: { Self.kinds.contains($0.kind) }) {
+                return true
+            }
             do {
                 let pods = compile(snapshot, nodeName)
                 try sync.apply(pods)
+                synced = snapshot.version
                 logger.debug("policy rules synced", metadata: [
                     "pods.isolated": "\(pods.count)", "operations": "\(sync.lastTransaction?.operations.count ?? 0)"])
                 return true
             } catch {
                 logger.error("policy sync failed; the previous rules stay in force", metadata: ["error": "\(error)"])
+                synced = nil
                 return false
             }
         }
     }
 
-    /// Syncs after changes of the three kinds (coalesced) and every `resync`, until cancelled.
+    /// Syncs after changes of the three kinds (at once when idle, bursts coalesced) and every
+    /// `resync`, until cancelled.
     public func run(resync: Duration = .seconds(30), minInterval: Duration = .milliseconds(50)) async {
         await store.runCoalesced(on: Self.kinds, resync: resync, minInterval: minInterval) { [self] in syncOnce() }
     }

@@ -17,15 +17,21 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
     let conntrack: ConntrackSocket?
     let logger: Logger
 
-    /// What the kernel holds, as far as this data plane knows.
+    /// What the kernel holds, as far as this data plane knows. (Not the `ProxyState` itself: the
+    /// controller edits its services array in place between passes, which a second owner would
+    /// turn into a copy of every service.)
     private struct Applied {
-        var state: ProxyState
+        var nodePortAddresses: [IPAddress]
+        var clusterCIDR: CIDR?
         var services: [ServicePortName: ServicePortState]
         var contributions: [ServicePortName: ServiceRuleset.Contribution]
         var selectorUse: [ServiceRuleset.Selector: Int]
         var sharedUse: [String: [SetElement: Int]]
     }
     private let applied = Mutex<(known: Applied?, last: Transaction?)>((nil, nil))
+
+    /// A service port whose state changed: before (nil: new) and after (nil: gone).
+    typealias Transition = (old: ServicePortState?, new: ServicePortState?)
 
     public init(nft: NFTablesSocket, conntrack: ConntrackSocket?, logger: Logger) {
         self.nft = nft
@@ -36,22 +42,33 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
     /// The transaction the last `apply` sent (empty when nothing changed), for tests and logs.
     public var lastTransaction: Transaction? { applied.withLock { $0.last } }
 
-    public func apply(_ state: ProxyState) throws {
+    public func apply(_ state: ProxyState) throws { try apply(state, changed: nil) }
+
+    public func apply(_ state: ProxyState, changed: Set<ServicePortName>?) throws {
         try applied.withLock { (a: inout (known: Applied?, last: Transaction?)) throws in
             // Taken out of the lock's storage so that updating it in place does not copy 10K entries.
             var known = a.known
             a.known = nil
-            let previousState = known?.state
             let tx: Transaction
-            if var k = known, k.state.clusterCIDR == state.clusterCIDR, k.state.nodePortAddresses == state.nodePortAddresses {
+            // Empty without a previous state (a start, or after a failure): nothing to compare with.
+            var transitions: [Transition] = []
+            if var k = known, k.clusterCIDR == state.clusterCIDR, k.nodePortAddresses == state.nodePortAddresses {
                 known = nil
-                tx = incremental(&k, to: state)
+                (tx, transitions) = incremental(&k, to: state, changed: changed)
                 known = k
             } else {
                 // A start, a failure, or a change of node-wide inputs: the whole table, diffed
                 // against the kernel's.
-                tx = transaction(from: try kernelRuleset(), to: ServiceRuleset.ruleset(state))
-                known = Self.bookkeeping(state)
+                let previous = known?.services
+                let k = Self.bookkeeping(state)
+                let desired = ServiceRuleset.ruleset(state, contributions: state.services.compactMap { k.contributions[$0.name] })
+                tx = transaction(from: try kernelRuleset(), to: desired)
+                if let previous {
+                    transitions = Set(previous.keys).union(k.services.keys).compactMap { name in
+                        previous[name] == k.services[name] ? nil : (previous[name], k.services[name])
+                    }
+                }
+                known = k
             }
             a.last = tx
             if !tx.isEmpty {
@@ -62,14 +79,15 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
                 }
             }
             a.known = known
-            flushAffinity(previous: previousState, current: state)
-            clearConntrack(previous: previousState, current: state)
+            flushAffinity(transitions, nodePortAddresses: state.nodePortAddresses)
+            clearConntrack(transitions)
         }
     }
 
     /// Contributions and use counts of `state`.
     private static func bookkeeping(_ state: ProxyState) -> Applied {
-        var a = Applied(state: state, services: [:], contributions: [:], selectorUse: [:], sharedUse: [:])
+        var a = Applied(nodePortAddresses: state.nodePortAddresses, clusterCIDR: state.clusterCIDR, services: [:], contributions: [:],
+                        selectorUse: [:], sharedUse: [:])
         for svc in state.services {
             let c = ServiceRuleset.contribution(svc)
             a.services[svc.name] = svc
@@ -80,17 +98,23 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
         return a
     }
 
-    /// The transaction for the services that changed between `known` and `state`, and the
-    /// bookkeeping after it (updated for those services only).
-    private func incremental(_ known: inout Applied, to state: ProxyState) -> Transaction {
+    /// The transaction for the services that changed between `known` and `state` (among `changed`,
+    /// when given), the bookkeeping after it (updated for those services only), and their transitions.
+    private func incremental(_ known: inout Applied, to state: ProxyState, changed: Set<ServicePortName>?) -> (Transaction, [Transition]) {
         let table = ServiceRuleset.table
         let sets = Dictionary(uniqueKeysWithValues: ServiceRuleset.sets.map { ($0.name, $0) })
         var current: [ServicePortName: ServicePortState] = [:]
-        for svc in state.services { current[svc.name] = svc }
-        let names = Set(known.services.keys).union(current.keys).filter { known.services[$0] != current[$0] }
+        let names: Set<ServicePortName>
+        if let changed {
+            for name in changed { current[name] = state.service(named: name) }
+            names = changed.filter { known.services[$0] != current[$0] }
+        } else {
+            for svc in state.services { current[svc.name] = svc }
+            names = Set(known.services.keys).union(current.keys).filter { known.services[$0] != current[$0] }
+        }
         let before = known.selectorUse
-        known.state = state
-        guard !names.isEmpty else { return Transaction() }
+        guard !names.isEmpty else { return (Transaction(), []) }
+        let transitions = names.map { (known.services[$0], current[$0]) }
 
         var selectorUse = known.selectorUse
         var sharedUse = known.sharedUse
@@ -145,7 +169,7 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
         }
         known.selectorUse = selectorUse.filter { $0.value > 0 }
         known.sharedUse = sharedUse
-        return tx
+        return (tx, transitions)
     }
 
     /// The table as the kernel has it, without the affinity map's dynamic entries (they are the
@@ -158,17 +182,15 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
 
     /// A service whose backends changed forgets its clients' affinity (the remembered index may now
     /// name another backend). Best effort: entries that expire meanwhile are simply gone.
-    func flushAffinity(previous: ProxyState?, current: ProxyState) {
-        guard let previous else { return }
-        let before = Dictionary(previous.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    func flushAffinity(_ transitions: [Transition], nodePortAddresses: [IPAddress]) {
         // Affinity keys are client . destination . protocol . port; collect the destinations of
         // services whose backends changed.
         var stale = Set<[DataValue]>()
-        for s in current.services where s.affinityTimeout != nil {
-            guard let old = before[s.name], old.internalBackends != s.internalBackends || old.externalBackends != s.externalBackends else { continue }
+        for case let (old?, s?) in transitions where s.affinityTimeout != nil {
+            guard old.internalBackends != s.internalBackends || old.externalBackends != s.externalBackends else { continue }
             let proto = DataValue.proto(IPProtocol(rawValue: s.name.proto.number))
             for ip in s.clusterIPs + s.externalIPs + s.loadBalancerIPs where ip.isIPv4 { stale.insert([.ip(ip), proto, .port(s.port)]) }
-            if let np = s.nodePort { for ip in current.nodePortAddresses { stale.insert([.ip(ip), proto, .port(np)]) } }
+            if let np = s.nodePort { for ip in nodePortAddresses { stale.insert([.ip(ip), proto, .port(np)]) } }
         }
         guard !stale.isEmpty, let map = ServiceRuleset.sets.first(where: { $0.name == "affinity" }) else { return }
         do {
@@ -184,16 +206,24 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
 
     /// UDP has no close: conntrack keeps steering a client's flow to a backend that is gone, or away
     /// from a service that was rejecting until it got backends. kube-proxy clears both; so do we.
-    func clearConntrack(previous: ProxyState?, current: ProxyState) {
-        guard let conntrack, let previous else { return }
-        let before = Dictionary(previous.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for s in current.services where s.name.proto == .udp {
+    func clearConntrack(_ transitions: [Transition]) {
+        guard let conntrack else { return }
+        for (old, new) in transitions {
+            guard let s = new else {
+                // A service that disappeared entirely takes its backends' UDP flows with it.
+                guard let old, old.name.proto == .udp else { continue }
+                for gone in Set(old.internalBackends + old.externalBackends) {
+                    _ = try? conntrack.deleteEntries(ofRemovedEndpoint: gone.address, port: gone.port, proto: .udp)  // logged below when it matters
+                }
+                continue
+            }
+            guard s.name.proto == .udp else { continue }
             let now = Set(s.internalBackends + s.externalBackends)
             // A service that is new since the last sync had no endpoints before it either: a client
             // that sent to its address before it existed holds an entry that was never DNATed and
             // keeps its flow away from the new backends (kube-proxy counts it as newly active too).
             // Skipping new services left such a flow black-holed for as long as it kept sending.
-            let was = before[s.name].map { Set($0.internalBackends + $0.externalBackends) } ?? []
+            let was = old.map { Set($0.internalBackends + $0.externalBackends) } ?? []
             do {
                 for gone in was.subtracting(now) {
                     try conntrack.deleteEntries(ofRemovedEndpoint: gone.address, port: gone.port, proto: .udp)
@@ -205,13 +235,6 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
                 }
             } catch {
                 logger.warning("stale UDP conntrack entries not cleared", metadata: ["service": "\(s.name)", "error": "\(error)"])
-            }
-        }
-        // Services that disappeared entirely take their backends' UDP flows with them.
-        let remaining = Set(current.services.map(\.name))
-        for old in previous.services where old.name.proto == .udp && !remaining.contains(old.name) {
-            for gone in Set(old.internalBackends + old.externalBackends) {
-                _ = try? conntrack.deleteEntries(ofRemovedEndpoint: gone.address, port: gone.port, proto: .udp)  // logged above when it matters
             }
         }
     }

@@ -28,51 +28,60 @@ extension ProxyState {
     /// traffic to this node's endpoints.
     public init(snapshot: ClusterSnapshot, node: ProxyNodeConfig) {
         var services: [ServicePortState] = []
-        for (key, service) in snapshot.services.sorted(by: { $0.key.description < $1.key.description }) {
-            guard !service.isExternalName, !service.isHeadless, !service.clusterIPs.isEmpty else { continue }
-            let endpoints = snapshot.endpoints(of: key)
-            let external = service.type == .nodePort || service.type == .loadBalancer
-            for port in service.ports {
-                let candidates = endpoints.compactMap { e -> (ServiceEndpoint, Backend)? in
-                    guard let number = e.port(for: port) else { return nil }
-                    return (e, Backend(e.address, number))
-                }
-                func usable(_ list: [(ServiceEndpoint, Backend)]) -> [Backend] {
-                    if service.publishNotReadyAddresses { return list.map(\.1).sorted() }
-                    let ready = list.filter { $0.0.isReady }
-                    let chosen = ready.isEmpty ? list.filter { $0.0.isServing && $0.0.isTerminating } : ready
-                    return chosen.map(\.1).sorted()
-                }
-                /// Terminating endpoints left out of `chosen`: kept for their established connections only.
-                func draining(_ list: [(ServiceEndpoint, Backend)], besides chosen: [Backend]) -> [Backend] {
-                    Set(list.filter { $0.0.isTerminating }.map(\.1)).subtracting(chosen).sorted()
-                }
-                let localCandidates = candidates.filter { $0.0.nodeName == node.nodeName }
-                let cluster = usable(candidates)
-                let local = usable(localCandidates)
-                let internalLocal = service.internalTrafficPolicy == .local
-                let name = ServicePortName(namespace: service.namespace, name: service.name, port: port.name,
-                                           proto: ServiceProtocol(rawValue: port.protocol.rawValue) ?? .tcp)
-                var affinity: UInt32?
-                if case .clientIP(let seconds) = service.sessionAffinity { affinity = UInt32(clamping: seconds) }
-                let externalLocal = external && service.externalTrafficPolicy == .local
-                services.append(ServicePortState(
-                    name: name, clusterIPs: service.clusterIPs, port: port.port,
-                    nodePort: external ? port.nodePort : nil,
-                    externalIPs: service.externalIPs,
-                    loadBalancerIPs: service.type == .loadBalancer ? service.loadBalancerIngressIPs : [],
-                    loadBalancerSourceRanges: service.type == .loadBalancer ? service.loadBalancerSourceRanges : [],
-                    affinityTimeout: affinity,
-                    internalBackends: internalLocal ? local : cluster,
-                    externalBackends: externalLocal ? local : cluster,
-                    externalLocal: externalLocal,
-                    terminatingInternalBackends: internalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster),
-                    terminatingExternalBackends: externalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster)))
+        for (key, service) in snapshot.services {
+            services += Self.servicePorts(of: service, endpoints: snapshot.endpoints(of: key), node: node)
+        }
+        self.init(services: services, nodePortAddresses: Self.nodePortAddresses(node), clusterCIDR: node.clusterCIDR)
+    }
+
+    /// The node addresses that `--nodeport-addresses` lets NodePorts answer on.
+    static func nodePortAddresses(_ node: ProxyNodeConfig) -> [IPAddress] {
+        node.nodeAddresses.filter { a in node.nodePortAddresses.isEmpty || node.nodePortAddresses.contains { $0.contains(a) } }
+    }
+
+    /// The service ports `service` contributes, from its merged `endpoints`
+    /// (``ClusterSnapshot/endpoints(of:)``). Pure; what ``init(snapshot:node:)`` does per Service.
+    static func servicePorts(of service: Service, endpoints: [ServiceEndpoint], node: ProxyNodeConfig) -> [ServicePortState] {
+        guard !service.isExternalName, !service.isHeadless, !service.clusterIPs.isEmpty else { return [] }
+        var services: [ServicePortState] = []
+        let external = service.type == .nodePort || service.type == .loadBalancer
+        for port in service.ports {
+            let candidates = endpoints.compactMap { e -> (ServiceEndpoint, Backend)? in
+                guard let number = e.port(for: port) else { return nil }
+                return (e, Backend(e.address, number))
             }
+            func usable(_ list: [(ServiceEndpoint, Backend)]) -> [Backend] {
+                if service.publishNotReadyAddresses { return list.map(\.1).sorted() }
+                let ready = list.filter { $0.0.isReady }
+                let chosen = ready.isEmpty ? list.filter { $0.0.isServing && $0.0.isTerminating } : ready
+                return chosen.map(\.1).sorted()
+            }
+            /// Terminating endpoints left out of `chosen`: kept for their established connections only.
+            func draining(_ list: [(ServiceEndpoint, Backend)], besides chosen: [Backend]) -> [Backend] {
+                Set(list.filter { $0.0.isTerminating }.map(\.1)).subtracting(chosen).sorted()
+            }
+            let localCandidates = candidates.filter { $0.0.nodeName == node.nodeName }
+            let cluster = usable(candidates)
+            let local = usable(localCandidates)
+            let internalLocal = service.internalTrafficPolicy == .local
+            let name = ServicePortName(namespace: service.namespace, name: service.name, port: port.name,
+                                       proto: ServiceProtocol(rawValue: port.protocol.rawValue) ?? .tcp)
+            var affinity: UInt32?
+            if case .clientIP(let seconds) = service.sessionAffinity { affinity = UInt32(clamping: seconds) }
+            let externalLocal = external && service.externalTrafficPolicy == .local
+            services.append(ServicePortState(
+                name: name, clusterIPs: service.clusterIPs, port: port.port,
+                nodePort: external ? port.nodePort : nil,
+                externalIPs: service.externalIPs,
+                loadBalancerIPs: service.type == .loadBalancer ? service.loadBalancerIngressIPs : [],
+                loadBalancerSourceRanges: service.type == .loadBalancer ? service.loadBalancerSourceRanges : [],
+                affinityTimeout: affinity,
+                internalBackends: internalLocal ? local : cluster,
+                externalBackends: externalLocal ? local : cluster,
+                externalLocal: externalLocal,
+                terminatingInternalBackends: internalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster),
+                terminatingExternalBackends: externalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster)))
         }
-        let nodePortAddresses = node.nodeAddresses.filter { a in
-            node.nodePortAddresses.isEmpty || node.nodePortAddresses.contains { $0.contains(a) }
-        }
-        self.init(services: services, nodePortAddresses: nodePortAddresses, clusterCIDR: node.clusterCIDR)
+        return services
     }
 }

@@ -20,7 +20,8 @@ public final class ServiceProxyController: @unchecked Sendable {
     let node: @Sendable () throws -> ProxyNodeConfig
     let logger: Logger
     let report: @Sendable (ProxySyncReport) -> Void
-    private let passLock = Mutex(())
+    /// Held for a whole pass (passes never overlap): the state as last built.
+    private let cache = Mutex(ProxyStateCache())
 
     public init(store: ClusterStore, dataplane: any ServiceDataplane, node: @escaping @Sendable () throws -> ProxyNodeConfig,
                 logger: Logger, report: @escaping @Sendable (ProxySyncReport) -> Void = { _ in }) {
@@ -35,14 +36,16 @@ public final class ServiceProxyController: @unchecked Sendable {
 
     @discardableResult
     public func syncOnce() -> Outcome {
-        passLock.withLock { _ in
+        cache.withLock { cache in
             let snapshot = store.snapshot()
             guard snapshot.hasListed(.service, .endpointSlice) else { return .waiting }
             let clock = ContinuousClock()
             let start = clock.now
             do {
-                let state = ProxyState(snapshot: snapshot, node: try node())
-                try dataplane.apply(state)
+                // Only the Services whose objects changed since the last pass are recomputed, and
+                // the data plane compares only their ports.
+                let (state, changed) = cache.update(snapshot, node: try node())
+                try dataplane.apply(state, changed: changed)
                 let elapsed = clock.now - start
                 let endpoints = state.services.reduce(0) { $0 + $1.internalBackends.count }
                 report(ProxySyncReport(duration: elapsed, succeeded: true, servicePorts: state.services.count, endpoints: endpoints))
@@ -57,8 +60,8 @@ public final class ServiceProxyController: @unchecked Sendable {
         }
     }
 
-    /// Syncs after store changes (coalesced: a burst of events, such as a full list, is one pass
-    /// after `minInterval`) and every `resync`, until the task is cancelled.
+    /// Syncs after store changes (at once when idle; a burst of events, such as a full list, is
+    /// coalesced into passes at least `minInterval` apart) and every `resync`, until the task is cancelled.
     public func run(resync: Duration = .seconds(30), minInterval: Duration = .milliseconds(50)) async {
         await store.runCoalesced(on: [.service, .endpointSlice], resync: resync, minInterval: minInterval) { [self] in syncOnce() }
     }

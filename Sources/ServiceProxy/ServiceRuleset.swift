@@ -227,11 +227,16 @@ public enum ServiceRuleset {
 
     /// The whole desired table for `state`. Pure.
     public static func ruleset(_ state: ProxyState) -> Ruleset {
+        ruleset(state, contributions: state.services.map(contribution))
+    }
+
+    /// The whole desired table for `state`, from the contributions of its services (computed once
+    /// by a data plane that keeps them).
+    static func ruleset(_ state: ProxyState, contributions: [Contribution]) -> Ruleset {
         var (chains, rules) = skeleton()
         var elements: [String: Set<SetElement>] = [:]
         var selectors = Set<Selector>()
-        for svc in state.services {
-            let c = contribution(svc)
+        for c in contributions {
             for (set, list) in c.elements { elements[set, default: []].formUnion(list) }
             for (set, list) in c.shared { elements[set, default: []].formUnion(list) }
             selectors.formUnion(c.selectors)

@@ -3,6 +3,8 @@ import Glibc
 import NFTables
 import NetAddress
 import NetnsHarness
+import PolicyEnforcer
+import ServiceProxy
 
 /// `bench cluster`: keeld against an API server at cluster scale. FakeKubeAPI serves `services`
 /// Services with `endpointsPerService` endpoints each (one EndpointSlice per Service), `pods` Pods and
@@ -78,14 +80,15 @@ struct ClusterBench {
             guard ContinuousClock.now - started < .seconds(300) else {
                 throw ProcessError(command: [keeldPath], reason: "no complete sync within 300 s:\n\(keeld.stderr.suffix(3000))")
             }
-            // Listing the tables is cheap; the elements are read only once a table exists.
+            // Listing the tables is cheap; then only the one set is read. (Reading the whole table
+            // here dumped its 200K elements on every poll: the poll took seconds, competed with keeld
+            // for the CPU and stamped the sync late by its own duration.)
             let tables = Set(try nft.tables().map(\.name))
-            if proxyAt == nil, tables.contains("keel-proxy"), let set = try set("service-ips", table: "keel-proxy", nft),
-               try nft.elements(of: set).count == services {
+            // (A table can exist before its sets: nil until the set is there.)
+            if proxyAt == nil, tables.contains("keel-proxy"), (try? nft.elements(of: Self.serviceIPs))?.count == services {
                 proxyAt = .now
             }
-            if policyAt == nil, tables.contains("keel-policy"), let set = try set("ingress-pods", table: "keel-policy", nft),
-               try nft.elements(of: set).count == expectedIsolated {
+            if policyAt == nil, tables.contains("keel-policy"), (try? nft.elements(of: Self.ingressPods))?.count == expectedIsolated {
                 policyAt = .now
             }
             usleep(20_000)
@@ -147,6 +150,10 @@ struct ClusterBench {
         let sibling = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("keeld").path
         return access(sibling, X_OK) == 0 ? sibling : "\(CNIRunner.keelPluginDirectory)/keeld"
     }
+
+    /// The sets the first-sync poll counts, as their layouts define them (no table read needed).
+    static let serviceIPs = ServiceRuleset.sets.first { $0.name == "service-ips" }!
+    static let ingressPods = PolicyRuleset.ruleset([]).sets.first { $0.name == "ingress-pods" }!
 
     private func set(_ name: String, table: String, _ nft: NFTablesSocket) throws -> NFTSet? {
         try nft.table(named: table, family: .ip)?.sets.first { $0.name == name }
