@@ -48,6 +48,7 @@ import Testing
                 "operations: \(operations)")
         #expect(r["web-after-change"] == "b1,b2,", context)
         #expect(r["terminating-weights"] == "1,0,1", context)
+        #expect(r["hairpin-tcp"] == "b1,b2,", context)
         // SIGKILL and restart: the kernel state is read back, nothing is sent, connections live on.
         #expect(r["restart-synced"] == "yes", context)
         #expect(r["restart-ipvs-same"] == "yes")

@@ -18,6 +18,9 @@ pod() {   # pod NAME IP
   ip netns add "$1"
   ip link add "v$1" type veth peer name eth0 netns "$1"
   ip link set "v$1" master cbr0 up
+  # As the bridge plugin with hairpinMode does: a reply un-NATed back to the pod it came from leaves
+  # through the port it arrived on (a pod reaching itself through its service).
+  ip link set "v$1" type bridge_slave hairpin on
   ip -n "$1" link set lo up
   ip -n "$1" addr add "$2/24" dev eth0
   ip -n "$1" link set eth0 up
@@ -148,6 +151,8 @@ weight_in_sticky() { ipvsadm -Ln -t 10.96.0.12:80 | awk -v d="$1" '$2 == d {prin
 wait_for 20 sh -c '[ "$(ipvsadm -Ln -t 10.96.0.12:80 | awk '"'"'$2 == "10.244.0.12:8080" {print $4}'"'"')" = 0 ]'
 result terminating-weights "$(weight_in_sticky 10.244.0.11:8080),$(weight_in_sticky 10.244.0.12:8080),$(weight_in_sticky 10.244.0.13:8080)"
 result web-after-change "$(distinct 12 tcp c1 10.96.0.10:80)"
+# Hairpin: a backend reaching its own service lands on itself every other time (masqueraded).
+result hairpin-tcp "$(distinct 8 tcp b1 10.96.0.10:80)"
 
 # --- restart: an established connection survives, nothing changes --------------------------------------
 # A long connection through the echo service: the client reads what we write into a fifo.
