@@ -80,6 +80,7 @@ struct IPVSBenchReport {
         for size in sizes {
             rows.append(Row(size: size, ipvsFull: try medianSeconds("ipvs-full-\(size)"), nftFull: try medianSeconds("nftables-full-\(size)"),
                             ipvsChange: try medianSeconds("ipvs-change-\(size)"), nftChange: try medianSeconds("nftables-change-\(size)")))
+            if let parts = results["ipvs-parts-\(size)"] { details.append("  \(size) ipvs: full sync by parts (run apart, once): \(parts)") }
             for plane in ["ipvs", "nftables"] {
                 details.append("  \(size) \(plane): full sync sent \(try value("\(plane)-full-ops-\(size)"))")
                 details.append("  \(size) \(plane): one change sent \(try value("\(plane)-change-ops-\(size)"))")

@@ -70,6 +70,10 @@ struct IPVSGuestBench {
     func measure(_ plane: Plane, size: Int, base: ProxyState, changes: [ProxyState]) throws {
         func name(_ measure: String) -> String { "\(plane.rawValue)-\(measure)-\(size)" }
 
+        if plane == .ipvs {
+            Self.settle()
+            Self.report(name("parts"), try ipvsParts(base, size: size))
+        }
         var full: [Double] = []
         var kept: (node: Node, dataplane: any ServiceDataplane)?
         for run in 0..<runs {
@@ -97,6 +101,27 @@ struct IPVSGuestBench {
         Self.report(name("change"), change.map(Self.ms).joined(separator: " "))
         Self.say("\(plane) one endpoint changed at \(size): \(change.map(Self.ms).joined(separator: ", ")) ms")
         node.remove()
+    }
+
+    /// Where an IPVS full sync's time goes, from the data plane's public parts in a namespace of their
+    /// own, in the data plane's order: the pure desired state (IPVS services, nftables ruleset and its
+    /// transaction, IPVS operations), the nftables batch, the dummy's addresses (one request each, as
+    /// `KernelIPVSNodeDevices` adds them) and the IPVS operations in one pipelined apply.
+    func ipvsParts(_ state: ProxyState, size: Int) throws -> String {
+        let node = try Node.fresh("keel-bench-parts-\(size)")
+        defer { node.remove() }
+        var addresses: [IPAddress] = [], operations: [IPVSOperation] = [], tx = Transaction()
+        let pure = Stopwatch.measure {
+            let desired = IPVSDesiredState(state)
+            tx = transaction(from: nil, to: IPVSRuleset.ruleset(state))
+            addresses = desired.dummyAddresses
+            operations = ipvsOperations(from: [:], to: desired.services, ownership: IPVSOwnership(addresses: Set(addresses), nodePortAddresses: []))
+        }
+        let nft = try Stopwatch.measure { try node.nft.apply(tx) }
+        let dummy = try Stopwatch.measure { try node.devices.updateDummy(adding: addresses, removing: []) }
+        let ipvs = try Stopwatch.measure { try node.ipvs.apply(operations) }
+        return "pure \(Self.ms(pure)) ms, nftables batch \(Self.ms(nft)) ms, \(addresses.count) dummy addresses "
+            + "\(Self.ms(dummy)) ms, \(operations.count) IPVS operations \(Self.ms(ipvs)) ms"
     }
 
     func dataplane(_ plane: Plane, _ node: Node) -> any ServiceDataplane {
