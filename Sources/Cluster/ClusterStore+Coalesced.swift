@@ -14,8 +14,9 @@ extension ClusterStore {
                              _ pass: @escaping @Sendable () -> Void) async {
         let (wake, poke) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let pending = PendingChanges()
-        let announce: @Sendable () -> Void = {
-            pending.set(true)
+        // `always`: a list or a resync, which runs a pass even when the store's log shows nothing new.
+        let announce: @Sendable (_ always: Bool) -> Void = { always in
+            pending.announce(always: always)
             poke.yield(())
         }
         let events = self.events()
@@ -25,44 +26,52 @@ extension ClusterStore {
                 case .listed(let kind) where !kinds.contains(kind): continue
                 case .upserted(let o) where !kinds.contains(o.kind): continue
                 case .deleted(let k) where !kinds.contains(k.kind): continue
-                default: announce()
+                case .listed: announce(true)
+                default: announce(false)
                 }
             }
         }
         let timer = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: resync)   // cancellation ends the loop
-                announce()
+                announce(true)
             }
         }
         defer { watcher.cancel(); timer.cancel(); poke.finish() }
-        announce()
+        announce(true)
         await withTaskCancellationHandler {
-            var previous: (start: ContinuousClock.Instant, end: ContinuousClock.Instant, burst: Bool)?
+            var previous: (start: ContinuousClock.Instant, end: ContinuousClock.Instant, version: UInt64, burst: Bool)?
             for await _ in wake {
-                guard pending.isSet else { continue }   // served by the pass before
+                guard let always = pending.take() else { continue }
+                // Changes announced after the previous pass began may be ones it saw already (their
+                // events can lag behind the store): without a change newer than what it read, nothing runs.
+                if !always, let previous, let keys = changedKeys(since: previous.version), !keys.contains(where: { kinds.contains($0.kind) }) {
+                    continue
+                }
                 if let previous, previous.burst {
                     // Changes came in while the previous pass ran: let the rest of the burst arrive too.
                     let pause = min(minInterval, previous.end - previous.start)
                     try? await Task.sleep(until: previous.end + pause, clock: .continuous)
                 }
                 if Task.isCancelled { break }
-                pending.set(false)   // what is announced from now on needs another pass
+                _ = pending.take()   // what is announced from now on needs another pass
                 let version = self.version
                 let start = ContinuousClock.now
                 pass()
                 // Judged by the store's log, not by when the events were announced: the task that
                 // announces them may itself have waited for a thread while the pass ran.
                 let burst = changedKeys(since: version).map { $0.contains { kinds.contains($0.kind) } } ?? true
-                previous = (start, .now, burst)
+                previous = (start, .now, version, burst)
             }
         } onCancel: { poke.finish() }
     }
 }
 
-/// Whether changes were announced that no pass has served yet.
+/// What was announced since a pass last started: nothing (nil), changes (false), or something that
+/// needs a pass whatever the store's log says (true).
 private final class PendingChanges: Sendable {
-    private let flag = Mutex(false)
-    var isSet: Bool { flag.withLock { $0 } }
-    func set(_ value: Bool) { flag.withLock { $0 = value } }
+    private let announced = Mutex<Bool?>(nil)
+    func announce(always: Bool) { announced.withLock { $0 = ($0 ?? false) || always } }
+    /// What was announced, and forgets it.
+    func take() -> Bool? { announced.withLock { value in defer { value = nil }; return value } }
 }

@@ -8,10 +8,11 @@ import NIOSSL
 /// The cluster state from the Kubernetes API server: for each kind, a paginated LIST, then a WATCH
 /// from the list's resourceVersion, as client-go's reflector does.
 ///
-/// - A LIST fetches pages of `limit` objects, following `continue` tokens, and decodes all pages with
-///   ``ManifestDecoder`` (the same validation as a manifest folder: a malformed object is logged with its
-///   kind, name and field and skipped), then calls ``ClusterStore/replaceAll(_:with:)``, which also removes
-///   objects deleted while no watch ran.
+/// - A LIST fetches pages of `limit` objects, following `continue` tokens (the next page is fetched while
+///   one is decoded), and decodes each with ``ManifestDecoder/decodeJSON(_:origin:impliedKind:)`` (JSON
+///   straight from the bytes, never YAML; the same validation as a manifest folder: a malformed object is
+///   logged with its kind, name and field and skipped), then calls ``ClusterStore/replaceAll(_:with:)``,
+///   which also removes objects deleted while no watch ran. A page that is not JSON fails the LIST.
 /// - A WATCH (`allowWatchBookmarks=true`, `timeoutSeconds` chosen at random in
 ///   [`minWatchTimeout`, 2·`minWatchTimeout`)) applies ADDED/MODIFIED as upserts and DELETED as deletes, and
 ///   BOOKMARK only advances the resourceVersion. When the server ends it, the next watch resumes from the
@@ -134,7 +135,8 @@ public final class KubeAPISource: ClusterSource {
         var next: Task<ListPage, any Error>? = fetchPage(kind, continue: nil, client: client)
         defer { next?.cancel() }
         while let fetching = next {
-            let page = try await fetching.value
+            // An unstructured fetch does not see this task's cancellation by itself.
+            let page = try await withTaskCancellationHandler { try await fetching.value } onCancel: { fetching.cancel() }
             next = page.continueToken.map { fetchPage(kind, continue: $0, client: client) }
             resourceVersion = page.resourceVersion
             // One origin for every page: the decoder keeps their order, and cross-object rules span them all.
