@@ -345,55 +345,6 @@ private func policyFiles(_ policies: [(String, String, String)]) -> [String: Str
 
 // MARK: - Long-lived connections
 
-/// A TCP connection held open by the test: both ends are file descriptors of this process (the
-/// listening socket was made inside the server pod, the client socket inside the client pod).
-private struct PolicyHeldConnection {
-    let client: Int32, server: Int32
-
-    /// Opens `from` → `to`:`port` through a listener made for it; nil when the connect times out.
-    static func open(from: LabNamespace, to: LabNamespace, address: IPAddress, port: UInt16) throws -> PolicyHeldConnection? {
-        guard case .v4(let a) = address else { return nil }
-        let listener = try to.run { () throws -> Int32 in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard withIPv4(a, port, { bind(fd, $0, $1) }) == 0, listen(fd, 8) == 0 else {
-                throw ProcessError(command: ["listen \(address):\(port)"], reason: String(cString: strerror(errno)))
-            }
-            return fd
-        }
-        defer { Glibc.close(listener) }
-        let client = try from.run { () -> Int32 in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            _ = withIPv4(a, port) { connect(fd, $0, $1) }   // EINPROGRESS: completion is polled below
-            return fd
-        }
-        var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, 1000) > 0 else { Glibc.close(client); return nil }
-        let server = accept(listener, nil, nil)
-        guard server >= 0 else { Glibc.close(client); return nil }
-        return PolicyHeldConnection(client: client, server: server)
-    }
-
-    /// Sends a line each way; true if both arrived within a second.
-    func exchange(_ text: String) -> Bool {
-        func roundTrip(_ a: Int32, _ b: Int32, _ s: String) -> Bool {
-            let bytes = Array(s.utf8)
-            guard bytes.withUnsafeBytes({ send(a, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else { return false }
-            var p = pollfd(fd: b, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 1000) > 0 else { return false }
-            var buffer = [UInt8](repeating: 0, count: 256)
-            let n = buffer.withUnsafeMutableBytes { recv(b, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            return n > 0 && String(decoding: buffer[0..<n], as: UTF8.self) == s
-        }
-        return roundTrip(client, server, "c:" + text) && roundTrip(server, client, "s:" + text)
-    }
-
-    func close() {
-        Glibc.close(client)
-        Glibc.close(server)
-    }
-}
 
 // MARK: - Tests
 
@@ -500,8 +451,8 @@ struct PolicyClusterTests {
             // Open: beta/web -> alpha/db (cross-node, allowed on 9000), gamma/web -> alpha/web
             // (same node, bridged; alpha/web not isolated yet).
             let held = [
-                ("beta/web -> alpha/db:9000", try #require(try PolicyHeldConnection.open(from: betaWeb.netns, to: alphaDB.netns, address: alphaDB.ip, port: 9000))),
-                ("gamma/web -> alpha/web:9000", try #require(try PolicyHeldConnection.open(from: gammaWeb.netns, to: alphaWeb.netns, address: alphaWeb.ip, port: 9000))),
+                ("beta/web -> alpha/db:9000", try #require(try HeldConnection.open(from: betaWeb.netns, to: alphaDB.netns, address: alphaDB.ip, port: 9000))),
+                ("gamma/web -> alpha/web:9000", try #require(try HeldConnection.open(from: gammaWeb.netns, to: alphaWeb.netns, address: alphaWeb.ip, port: 9000))),
             ]
             defer { held.forEach { $0.1.close() } }
             for (name, conn) in held { #expect(conn.exchange("before"), "\(name) works before the update") }
