@@ -15,6 +15,23 @@ extension RouteSocket {
                            .newAddress, address.description)
     }
 
+    /// Adds or updates many addresses, pipelined (one ACK each, as `ip -batch` of `ip addr replace`).
+    /// Every one is attempted; the first failure is thrown after the rest went through.
+    /// Kernel: RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE.
+    public func replaceAddresses(_ addresses: [InterfaceAddress]) throws(NetlinkError) {
+        guard !addresses.isEmpty else { return }
+        try socket.requestAll(addresses.map {
+            (AddressMessage.build($0, type: Int32(RTM_NEWADDR), flags: [.ack, .create, .replace]), .newAddress, $0.description)
+        })
+    }
+
+    /// Removes many addresses, pipelined; the first failure (EADDRNOTAVAIL for one that is gone
+    /// included) is thrown after the rest went through. Kernel: RTM_DELADDR.
+    public func deleteAddresses(_ addresses: [InterfaceAddress]) throws(NetlinkError) {
+        guard !addresses.isEmpty else { return }
+        try socket.requestAll(addresses.map { (AddressMessage.build($0, type: Int32(RTM_DELADDR), flags: [.ack]), .delAddress, $0.description) })
+    }
+
     /// Removes an address; throws EADDRNOTAVAIL (`isAlreadyGone`) if it is not there.
     /// Kernel: RTM_DELADDR. Same as `ip addr del CIDR dev X`.
     public func deleteAddress(_ address: InterfaceAddress) throws(NetlinkError) {

@@ -73,35 +73,48 @@ public struct IPVSDesiredState: Sendable, Equatable {
         nodePortAddresses = state.nodePortAddresses.filter(\.isIPv4)
         var dummy = Set<IPAddress>()
         for svc in state.services {   // sorted by name: the first claim of a key wins
-            guard let proto = IPVSProtocol(rawValue: UInt16(svc.name.proto.number)) else { continue }
-            let service = { (key: IPVSServiceKey) in
-                IPVSService(key: key, scheduler: scheduler.rawValue, flags: svc.affinityTimeout == nil ? [] : .persistent,
-                            timeout: svc.affinityTimeout ?? 0)
-            }
-            let internalDestinations = Self.destinations(svc.internalBackends, terminating: svc.terminatingInternalBackends)
-            let externalDestinations = Self.destinations(svc.externalBackends, terminating: svc.terminatingExternalBackends)
-            var claims: [(IPVSServiceKey, [IPVSDestination])] = []
-            for ip in svc.clusterIPs where ip.isIPv4 {
-                dummy.insert(ip)
-                claims.append((IPVSServiceKey(address: ip, proto: proto, port: svc.port), internalDestinations))
-            }
-            for ip in svc.externalIPs + svc.loadBalancerIPs where ip.isIPv4 {
-                dummy.insert(ip)
-                claims.append((IPVSServiceKey(address: ip, proto: proto, port: svc.port), externalDestinations))
-            }
-            if let nodePort = svc.nodePort {
-                for ip in nodePortAddresses { claims.append((IPVSServiceKey(address: ip, proto: proto, port: nodePort), externalDestinations)) }
-            }
-            for (key, destinations) in claims {
+            dummy.formUnion(Self.addresses(of: svc))
+            for (key, virtual) in Self.claims(of: svc, nodePortAddresses: nodePortAddresses, scheduler: scheduler) {
                 if let holder = owners[key] {
                     if holder != svc.name { conflicts.append(IPVSKeyConflict(key: key, kept: holder, dropped: svc.name)) }
                     continue
                 }
                 owners[key] = svc.name
-                services[key] = IPVSVirtualService(service: service(key), destinations: destinations)
+                services[key] = virtual
             }
         }
         dummyAddresses = dummy.sorted()
+    }
+
+    /// The virtual services one service port asks for, in claim order (cluster IPs, then external
+    /// and LB IPs, then node ports); a key may come twice, and its first claim is the one that counts.
+    /// Pure: the full and the incremental sync both build on it.
+    static func claims(of svc: ServicePortState, nodePortAddresses: [IPAddress], scheduler: IPVSScheduler) -> [(IPVSServiceKey, IPVSVirtualService)] {
+        guard let proto = IPVSProtocol(rawValue: UInt16(svc.name.proto.number)) else { return [] }
+        let service = { (key: IPVSServiceKey) in
+            IPVSService(key: key, scheduler: scheduler.rawValue, flags: svc.affinityTimeout == nil ? [] : .persistent,
+                        timeout: svc.affinityTimeout ?? 0)
+        }
+        let internalDestinations = destinations(svc.internalBackends, terminating: svc.terminatingInternalBackends)
+        let externalDestinations = destinations(svc.externalBackends, terminating: svc.terminatingExternalBackends)
+        var claims: [(IPVSServiceKey, [IPVSDestination])] = []
+        for ip in svc.clusterIPs where ip.isIPv4 {
+            claims.append((IPVSServiceKey(address: ip, proto: proto, port: svc.port), internalDestinations))
+        }
+        for ip in svc.externalIPs + svc.loadBalancerIPs where ip.isIPv4 {
+            claims.append((IPVSServiceKey(address: ip, proto: proto, port: svc.port), externalDestinations))
+        }
+        if let nodePort = svc.nodePort {
+            for ip in nodePortAddresses { claims.append((IPVSServiceKey(address: ip, proto: proto, port: nodePort), externalDestinations)) }
+        }
+        return claims.map { ($0.0, IPVSVirtualService(service: service($0.0), destinations: $0.1)) }
+    }
+
+    /// The addresses one service port puts on the dummy interface: its cluster, external and LB IPs
+    /// (none for a protocol IPVS does not balance).
+    static func addresses(of svc: ServicePortState) -> Set<IPAddress> {
+        guard IPVSProtocol(rawValue: UInt16(svc.name.proto.number)) != nil else { return [] }
+        return Set((svc.clusterIPs + svc.externalIPs + svc.loadBalancerIPs).filter(\.isIPv4))
     }
 
     /// Backends with weight 1, then the terminating ones not among them with weight 0.

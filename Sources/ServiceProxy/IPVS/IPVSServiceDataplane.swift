@@ -46,7 +46,10 @@ public struct IPVSSyncReport: Sendable, Hashable, CustomStringConvertible {
 ///
 /// The first sync, and the first after any failure, reads the kernel (dummy addresses, the table,
 /// Keel's IPVS services and their destinations) and diffs against it, so a restart over an intact
-/// kernel state sends nothing. Later syncs diff against what this data plane applied.
+/// kernel state sends nothing. Later syncs diff against what this data plane applied: the whole
+/// state when the caller cannot say what changed (or the node-port addresses or the cluster CIDR
+/// did), otherwise only the changed service ports (`IPVSPortLedger`), plus the services that have
+/// a destination draining, so that a one-endpoint change costs one service's work, not 10 000.
 public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
     let ipvs: any IPVSTable
     let node: any IPVSNodeDevices
@@ -65,6 +68,9 @@ public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
         var ruleset: Ruleset
         var dummy: Set<IPAddress>
         var nodePortAddresses: Set<IPAddress>
+        var clusterCIDR: CIDR?
+        /// Per service port: what an incremental sync compares with and updates.
+        var ledger: IPVSPortLedger
     }
     private struct State {
         var applied: Applied?
@@ -105,80 +111,22 @@ public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
     /// The IPVS operations the last successful sync sent (empty when nothing changed).
     public var lastOperations: [IPVSOperation] { state.withLock { $0.lastOperations } }
 
-    public func apply(_ proxy: ProxyState) throws {
-        let desired = IPVSDesiredState(proxy, scheduler: scheduler)
-        let ruleset = IPVSRuleset.ruleset(proxy)
+    public func apply(_ proxy: ProxyState) throws { try apply(proxy, changed: nil) }
+
+    public func apply(_ proxy: ProxyState, changed: Set<ServicePortName>?) throws {
         let report = try state.withLock { (s: inout State) throws -> IPVSSyncReport in
-            let known = s.applied
-            s.applied = nil   // until this sync succeeds: a failure part-way means "read the kernel next time"
-            var report = IPVSSyncReport()
-            report.fullSync = known == nil
-            report.conflicts = desired.conflicts.count
-            if desired.conflicts != s.conflicts {
-                for c in desired.conflicts { logger.info("IPVS service conflict", metadata: ["conflict": "\(c)"]) }
-                s.conflicts = desired.conflicts
+            // Taken out of the lock's storage, so that updating it in place copies nothing; nil until
+            // this sync succeeds: a failure part-way means "read the kernel next time".
+            var known = s.applied
+            s.applied = nil
+            if let changed, var k = known, k.clusterCIDR == proxy.clusterCIDR,
+               k.nodePortAddresses == Set(proxy.nodePortAddresses.filter(\.isIPv4)) {
+                known = nil
+                let report = try syncIncrementally(&k, proxy, changed: changed, &s)
+                s.applied = k
+                return report
             }
-
-            if known == nil {
-                for sysctl in sysctls where (try? node.readSysctl(sysctl.name)) != sysctl.value {   // unreadable: write it, which reports
-                    try node.writeSysctl(sysctl.name, sysctl.value)
-                    report.sysctlsWritten += 1
-                }
-            }
-
-            var tx = transaction(from: try known.map { $0.ruleset } ?? node.nftTable(IPVSRuleset.table), to: ruleset)
-            if known == nil {
-                for table in staleTables where try node.nftTable(table) != nil { tx.delete(table) }
-            }
-            if !tx.isEmpty {
-                logger.trace("nftables transaction", metadata: ["transaction": "\(tx)"])
-                try node.apply(tx)
-            }
-            report.nftOperations = tx.operations.count
-
-            let wantedAddresses = Set(desired.dummyAddresses)
-            let dummyBefore: Set<IPAddress>
-            if let known { dummyBefore = known.dummy } else { dummyBefore = try node.dummyAddresses() ?? [] }
-            let adding = wantedAddresses.subtracting(dummyBefore).sorted()
-            let removing = dummyBefore.subtracting(wantedAddresses).sorted()
-            if known == nil || !adding.isEmpty {
-                try node.updateDummy(adding: adding, removing: [])   // a full sync also makes sure the link exists
-            }
-            report.addressesAdded = adding.count
-
-            let ownership = IPVSOwnership(addresses: dummyBefore.union(wantedAddresses),
-                                          nodePortAddresses: Set(desired.nodePortAddresses).union(known?.nodePortAddresses ?? []),
-                                          nodePortRange: nodePortRange, keys: Set(known.map { Array($0.ipvs.keys) } ?? []))
-            let current = try known?.ipvs ?? readKernelServices(ownership)
-            let removable = removableDestinations(current: current, desired: desired.services, draining: s.draining)
-            let operations = ipvsOperations(from: current, to: desired.services, ownership: ownership, removable: removable)
-            if !operations.isEmpty {
-                logger.trace("IPVS operations", metadata: ["operations": "\(operations.map(\.description))"])
-                try ipvs.apply(operations)
-            }
-            report.ipvs = IPVSChangeCounts(operations)
-            let after = current.applying(operations)
-
-            if !removing.isEmpty { try node.updateDummy(adding: [], removing: removing) }
-            report.addressesRemoved = removing.count
-
-            var draining: [IPVSDestinationID: ContinuousClock.Instant] = [:]
-            let instant = now()
-            for (key, want) in desired.services where key.proto == .tcp {
-                guard let have = after[key] else { continue }
-                let wanted = Set(want.destinations.map { Backend($0.address, $0.port) })
-                for d in have.destinations where !wanted.contains(Backend(d.address, d.port)) {
-                    let id = IPVSDestinationID(key, d)
-                    draining[id] = s.draining[id] ?? instant
-                }
-            }
-            s.draining = draining
-            report.draining = draining.count
-            s.applied = Applied(ipvs: after.filter { desired.services[$0.key] != nil }, ruleset: ruleset, dummy: wantedAddresses,
-                                nodePortAddresses: Set(desired.nodePortAddresses))
-            s.last = report
-            s.lastOperations = operations
-            return report
+            return try syncFully(known, proxy, &s)
         }
         // Logged on every sync, "nothing changed" included: it is how an operator (and the VM test)
         // sees that a restart or a one-endpoint change touched only what it should.
@@ -193,6 +141,169 @@ public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
         }
         logger.debug("IPVS synced", metadata: metadata)
         onSync(report)
+    }
+
+    /// The whole state, diffed against the kernel (`known` nil) or against what was applied.
+    private func syncFully(_ known: Applied?, _ proxy: ProxyState, _ s: inout State) throws -> IPVSSyncReport {
+        let desired = IPVSDesiredState(proxy, scheduler: scheduler)
+        let ruleset = IPVSRuleset.ruleset(proxy)
+        var report = IPVSSyncReport()
+        report.fullSync = known == nil
+        report.conflicts = desired.conflicts.count
+        if Set(desired.conflicts) != Set(s.conflicts) {
+            for c in desired.conflicts { logger.info("IPVS service conflict", metadata: ["conflict": "\(c)"]) }
+            s.conflicts = desired.conflicts
+        }
+
+        if known == nil {
+            for sysctl in sysctls where (try? node.readSysctl(sysctl.name)) != sysctl.value {   // unreadable: write it, which reports
+                try node.writeSysctl(sysctl.name, sysctl.value)
+                report.sysctlsWritten += 1
+            }
+        }
+
+        var tx = transaction(from: try known.map { $0.ruleset } ?? node.nftTable(IPVSRuleset.table), to: ruleset)
+        if known == nil {
+            for table in staleTables where try node.nftTable(table) != nil { tx.delete(table) }
+        }
+        if !tx.isEmpty {
+            logger.trace("nftables transaction", metadata: ["transaction": "\(tx)"])
+            try node.apply(tx)
+        }
+        report.nftOperations = tx.operations.count
+
+        let wantedAddresses = Set(desired.dummyAddresses)
+        let dummyBefore: Set<IPAddress>
+        if let known { dummyBefore = known.dummy } else { dummyBefore = try node.dummyAddresses() ?? [] }
+        let adding = wantedAddresses.subtracting(dummyBefore).sorted()
+        let removing = dummyBefore.subtracting(wantedAddresses).sorted()
+        if known == nil || !adding.isEmpty {
+            try node.updateDummy(adding: adding, removing: [])   // a full sync also makes sure the link exists
+        }
+        report.addressesAdded = adding.count
+
+        let ownership = IPVSOwnership(addresses: dummyBefore.union(wantedAddresses),
+                                      nodePortAddresses: Set(desired.nodePortAddresses).union(known?.nodePortAddresses ?? []),
+                                      nodePortRange: nodePortRange, keys: Set(known.map { Array($0.ipvs.keys) } ?? []))
+        let current = try known?.ipvs ?? readKernelServices(ownership)
+        let removable = removableDestinations(current: current, desired: desired.services, draining: s.draining)
+        let operations = ipvsOperations(from: current, to: desired.services, ownership: ownership, removable: removable)
+        if !operations.isEmpty {
+            logger.trace("IPVS operations", metadata: ["operations": "\(operations.map(\.description))"])
+            try ipvs.apply(operations)
+        }
+        report.ipvs = IPVSChangeCounts(operations)
+        let after = current.applying(operations)
+
+        if !removing.isEmpty { try node.updateDummy(adding: [], removing: removing) }
+        report.addressesRemoved = removing.count
+
+        s.draining = draining(after: after, desired: desired.services, keys: Set(desired.services.keys), before: s.draining)
+            .filter { desired.services[$0.key.service] != nil }
+        report.draining = s.draining.count
+        s.applied = Applied(ipvs: after.filter { desired.services[$0.key] != nil }, ruleset: ruleset, dummy: wantedAddresses,
+                            nodePortAddresses: Set(desired.nodePortAddresses), clusterCIDR: proxy.clusterCIDR,
+                            ledger: IPVSPortLedger(proxy, scheduler: scheduler))
+        s.last = report
+        s.lastOperations = operations
+        return report
+    }
+
+    /// Only the service ports in `changed` whose state differs from the applied one, and the services
+    /// with a draining destination; `k` is updated in place as the kernel is.
+    private func syncIncrementally(_ k: inout Applied, _ proxy: ProxyState, changed: Set<ServicePortName>, _ s: inout State) throws -> IPVSSyncReport {
+        var report = IPVSSyncReport()
+        let updates = changed.sorted().compactMap { name -> (ServicePortName, ServicePortState?)? in
+            let new = proxy.service(named: name)
+            return k.ledger.ports[name]?.state == new ? nil : (name, new)
+        }
+        let change = k.ledger.replace(updates)
+        if !change.keys.isEmpty {
+            let conflicts = k.ledger.conflicts
+            if Set(conflicts) != Set(s.conflicts) {
+                for c in Set(conflicts).subtracting(s.conflicts).sorted(by: { $0.description < $1.description }) {
+                    logger.info("IPVS service conflict", metadata: ["conflict": "\(c)"])
+                }
+                s.conflicts = conflicts
+            }
+        }
+        report.conflicts = s.conflicts.count
+
+        // 1. The set elements that came into or went out of use, deletions first (a verdict map's
+        //    key whose verdict changed is a delete and an add).
+        var tx = Transaction()
+        for set in IPVSRuleset.sets {
+            if let gone = change.elementsRemoved[set.name], !gone.isEmpty {
+                tx.delete(elements: gone.sorted { $0.description < $1.description }, from: set)
+            }
+            if let come = change.elementsAdded[set.name], !come.isEmpty {
+                tx.add(elements: come.sorted { $0.description < $1.description }, to: set)
+            }
+        }
+        if !tx.isEmpty {
+            logger.trace("nftables transaction", metadata: ["transaction": "\(tx)"])
+            try node.apply(tx)
+            for i in k.ruleset.sets.indices {
+                let name = k.ruleset.sets[i].name
+                if let gone = change.elementsRemoved[name] { k.ruleset.sets[i].elements.subtract(gone) }
+                if let come = change.elementsAdded[name] { k.ruleset.sets[i].elements.formUnion(come) }
+            }
+        }
+        report.nftOperations = tx.operations.count
+
+        // 2. New addresses before their services.
+        let adding = change.addressesAdded.subtracting(k.dummy).sorted()
+        if !adding.isEmpty { try node.updateDummy(adding: adding, removing: []) }
+        k.dummy.formUnion(adding)
+        report.addressesAdded = adding.count
+
+        // 3. The IPVS services of the changed ports and of the draining destinations.
+        let keys = change.keys.union(s.draining.keys.map(\.service))
+        var current: [IPVSServiceKey: IPVSVirtualService] = [:], desired: [IPVSServiceKey: IPVSVirtualService] = [:]
+        for key in keys {
+            current[key] = k.ipvs[key]
+            desired[key] = k.ledger.desired(key)
+        }
+        // Everything in `current` was applied by this data plane: Keel's to change or delete.
+        let ownership = IPVSOwnership(addresses: [], nodePortAddresses: [], nodePortRange: nodePortRange, keys: Set(current.keys))
+        let removable = removableDestinations(current: current, desired: desired, draining: s.draining)
+        let operations = ipvsOperations(from: current, to: desired, ownership: ownership, removable: removable)
+        if !operations.isEmpty {
+            logger.trace("IPVS operations", metadata: ["operations": "\(operations.map(\.description))"])
+            try ipvs.apply(operations)
+        }
+        report.ipvs = IPVSChangeCounts(operations)
+        let after = current.applying(operations)
+        for key in keys { k.ipvs[key] = desired[key] == nil ? nil : after[key] }
+
+        // 4. Addresses no port uses any more, after their services.
+        let removing = change.addressesRemoved.intersection(k.dummy).sorted()
+        if !removing.isEmpty { try node.updateDummy(adding: [], removing: removing) }
+        k.dummy.subtract(removing)
+        report.addressesRemoved = removing.count
+
+        s.draining = draining(after: after, desired: desired, keys: keys, before: s.draining)
+        report.draining = s.draining.count
+        s.last = report
+        s.lastOperations = operations
+        return report
+    }
+
+    /// The leaving TCP destinations still in `after` (services among `keys`), with since when they
+    /// drain; entries of other services are kept as they are.
+    private func draining(after: [IPVSServiceKey: IPVSVirtualService], desired: [IPVSServiceKey: IPVSVirtualService], keys: Set<IPVSServiceKey>,
+                          before: [IPVSDestinationID: ContinuousClock.Instant]) -> [IPVSDestinationID: ContinuousClock.Instant] {
+        var draining = before.filter { !keys.contains($0.key.service) }
+        let instant = now()
+        for (key, want) in desired where key.proto == .tcp && keys.contains(key) {
+            guard let have = after[key] else { continue }
+            let wanted = Set(want.destinations.map { Backend($0.address, $0.port) })
+            for d in have.destinations where !wanted.contains(Backend(d.address, d.port)) {
+                let id = IPVSDestinationID(key, d)
+                draining[id] = before[id] ?? instant
+            }
+        }
+        return draining
     }
 
     /// Keel's services in the kernel, with their destinations. Services `ownership` does not cover
