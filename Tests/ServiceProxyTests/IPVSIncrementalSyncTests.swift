@@ -144,6 +144,13 @@ struct FakeNode {
             #expect(incremental.dummy == full.dummy, "seed \(seed) round \(round): dummy addresses differ")
             #expect(incremental.nftTable == full.nftTable, "seed \(seed) round \(round): nftables tables differ")
             #expect(incremental.dataplane.lastReport?.draining == full.dataplane.lastReport?.draining)
+            // And both are what the whole-state functions say (draining destinations aside).
+            #expect(incremental.nftTable == IPVSRuleset.ruleset(state), "seed \(seed) round \(round)")
+            #expect(incremental.dummy == Set(after.dummyAddresses), "seed \(seed) round \(round)")
+            #expect(Set(incremental.ipvs.contents.keys) == Set(after.services.keys), "seed \(seed) round \(round)")
+            let ledger = IPVSDesiredState(IPVSPortLedger(state, scheduler: .roundRobin))
+            #expect(ledger.services == after.services && ledger.owners == after.owners && ledger.dummyAddresses == after.dummyAddresses)
+            #expect(Set(ledger.conflicts) == Set(after.conflicts))
 
             let allowed = draining.union(Set(before.owners.filter { changed.contains($0.value) }.keys))
                 .union(Set(after.owners.filter { changed.contains($0.value) }.keys))

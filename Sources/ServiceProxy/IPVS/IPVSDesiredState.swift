@@ -86,6 +86,20 @@ public struct IPVSDesiredState: Sendable, Equatable {
         dummyAddresses = dummy.sorted()
     }
 
+    /// The same desired state from a ledger of the same `ProxyState` (what a full sync of the data
+    /// plane uses, so that the per-port work is done once); conflicts come sorted by key.
+    init(_ ledger: IPVSPortLedger) {
+        services = [:]
+        owners = [:]
+        for key in ledger.keys {
+            services[key] = ledger.desired(key)
+            owners[key] = ledger.holder(of: key)
+        }
+        dummyAddresses = ledger.addresses.sorted()
+        nodePortAddresses = ledger.nodePortAddresses
+        conflicts = ledger.conflicts
+    }
+
     /// The virtual services one service port asks for, in claim order (cluster IPs, then external
     /// and LB IPs, then node ports); a key may come twice, and its first claim is the one that counts.
     /// Pure: the full and the incremental sync both build on it.

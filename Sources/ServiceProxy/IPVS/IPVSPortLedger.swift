@@ -57,8 +57,23 @@ struct IPVSPortLedger: Sendable {
     init(_ state: ProxyState, scheduler: IPVSScheduler) {
         nodePortAddresses = state.nodePortAddresses.filter(\.isIPv4)
         self.scheduler = scheduler
-        _ = replace(state.services.map { ($0.name, $0) })
+        for svc in state.services {   // sorted by name: each key's claimants come in order
+            let c = IPVSPortContribution(svc, nodePortAddresses: nodePortAddresses, scheduler: scheduler)
+            ports[svc.name] = c
+            for key in c.claims.keys { claim(key, by: svc.name) }
+            for a in c.addresses { addressUse[a, default: 0] += 1 }
+            for (set, list) in c.elements { for e in list { elementUse[set, default: [:]][e, default: 0] += 1 } }
+        }
     }
+
+    /// The port holding `key`.
+    func holder(of key: IPVSServiceKey) -> ServicePortName? { claimants[key]?.first }
+
+    /// Every key some port claims.
+    var keys: Dictionary<IPVSServiceKey, [ServicePortName]>.Keys { claimants.keys }
+
+    /// The elements in use, per set: the service ports' part of `IPVSRuleset.ruleset`.
+    var elements: [String: Set<SetElement>] { elementUse.mapValues { Set($0.keys) } }
 
     /// The virtual service `key` should be: its holder's claim; nil when no port claims it.
     func desired(_ key: IPVSServiceKey) -> IPVSVirtualService? {
@@ -119,10 +134,10 @@ struct IPVSPortLedger: Sendable {
     }
 
     private mutating func claim(_ key: IPVSServiceKey, by name: ServicePortName) {
-        var list = claimants[key] ?? []
-        list.insert(name, at: list.firstIndex { name < $0 } ?? list.count)
-        claimants[key] = list
-        if list.count > 1 { contested.insert(key) }
+        claimants[key, default: []].append(name)
+        guard claimants[key]!.count > 1 else { return }
+        contested.insert(key)
+        claimants[key]!.sort()
     }
 
     private mutating func unclaim(_ key: IPVSServiceKey, by name: ServicePortName) {

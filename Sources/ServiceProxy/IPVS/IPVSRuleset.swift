@@ -132,10 +132,16 @@ public enum IPVSRuleset {
 
     /// The whole desired table for `state`. Pure.
     public static func ruleset(_ state: ProxyState) -> Ruleset {
-        let (chains, rules) = skeleton(clusterCIDR: state.clusterCIDR)
         var elements: [String: Set<SetElement>] = [:]
         for svc in state.services { Self.elements(of: svc, into: &elements) }
-        elements["nodeport-ips"] = Set(state.nodePortAddresses.filter(\.isIPv4).map { SetElement(.ip($0)) })
+        return ruleset(clusterCIDR: state.clusterCIDR, nodePortAddresses: state.nodePortAddresses, serviceElements: elements)
+    }
+
+    /// The whole table from the service ports' elements already gathered (`IPVSPortLedger`). Pure.
+    static func ruleset(clusterCIDR: CIDR?, nodePortAddresses: [IPAddress], serviceElements: [String: Set<SetElement>]) -> Ruleset {
+        let (chains, rules) = skeleton(clusterCIDR: clusterCIDR)
+        var elements = serviceElements
+        elements["nodeport-ips"] = Set(nodePortAddresses.filter(\.isIPv4).map { SetElement(.ip($0)) })
         let sets = Self.sets.map { s -> NFTSet in
             var s = s
             s.elements = elements[s.name] ?? []

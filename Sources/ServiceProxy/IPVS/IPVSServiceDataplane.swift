@@ -145,8 +145,12 @@ public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
 
     /// The whole state, diffed against the kernel (`known` nil) or against what was applied.
     private func syncFully(_ known: Applied?, _ proxy: ProxyState, _ s: inout State) throws -> IPVSSyncReport {
-        let desired = IPVSDesiredState(proxy, scheduler: scheduler)
-        let ruleset = IPVSRuleset.ruleset(proxy)
+        // The per-port account first: the whole desired state and table are read off it, and the
+        // next incremental sync starts from it.
+        let ledger = IPVSPortLedger(proxy, scheduler: scheduler)
+        let desired = IPVSDesiredState(ledger)
+        let ruleset = IPVSRuleset.ruleset(clusterCIDR: proxy.clusterCIDR, nodePortAddresses: proxy.nodePortAddresses,
+                                          serviceElements: ledger.elements)
         var report = IPVSSyncReport()
         report.fullSync = known == nil
         report.conflicts = desired.conflicts.count
@@ -203,7 +207,7 @@ public final class IPVSServiceDataplane: ServiceDataplane, @unchecked Sendable {
         report.draining = s.draining.count
         s.applied = Applied(ipvs: after.filter { desired.services[$0.key] != nil }, ruleset: ruleset, dummy: wantedAddresses,
                             nodePortAddresses: Set(desired.nodePortAddresses), clusterCIDR: proxy.clusterCIDR,
-                            ledger: IPVSPortLedger(proxy, scheduler: scheduler))
+                            ledger: ledger)
         s.last = report
         s.lastOperations = operations
         return report
