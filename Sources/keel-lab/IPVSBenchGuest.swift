@@ -109,7 +109,7 @@ struct IPVSGuestBench {
 
     /// Where an IPVS full sync's time goes, from the data plane's public parts in a namespace of their
     /// own, in the data plane's order: the pure desired state (IPVS services, nftables ruleset and its
-    /// transaction, IPVS operations), the nftables batch, the dummy's addresses (one request each, as
+    /// transaction, IPVS operations), the nftables batch, the dummy's addresses (one pipelined request list, as
     /// `KernelIPVSNodeDevices` adds them) and the IPVS operations in one pipelined apply.
     func ipvsParts(_ state: ProxyState, size: Int) throws -> String {
         let node = try Node.fresh("keel-bench-parts-\(size)")
