@@ -29,6 +29,17 @@ public final class NFTablesSocket: Sendable {
     /// Throws the transaction's `validationError` without sending anything, or the kernel's error
     /// for the first operation that failed, naming it.
     public func apply(_ transaction: Transaction) throws(NFTablesError) {
+        try send(transaction, commit: true)
+    }
+
+    /// Sends `transaction` as `apply` does but without NFNL_MSG_BATCH_END: the kernel checks every
+    /// operation, reports the first it refuses, then aborts the batch, so nothing ever changes.
+    /// Same as `nft --check -f`.
+    public func check(_ transaction: Transaction) throws(NFTablesError) {
+        try send(transaction, commit: false)
+    }
+
+    private func send(_ transaction: Transaction, commit: Bool) throws(NFTablesError) {
         if let error = transaction.validationError { throw error }
         guard !transaction.operations.isEmpty else { return }
 
@@ -49,7 +60,7 @@ public final class NFTablesSocket: Sendable {
                     }
                 }
                 writer.requestAckOnLastCommand()
-                writer.end(sequence: next())
+                if commit { writer.end(sequence: next()) }
                 return writer.bytes
             }
         } catch {

@@ -99,7 +99,8 @@ public struct Transaction: Sendable, CustomStringConvertible {
 
     // MARK: - Validation
 
-    private mutating func append(_ op: Operation) {
+    /// Appends one operation (validated like the others).
+    public mutating func append(_ op: Operation) {
         guard validationError == nil else { return }
         if let reason = Self.problem(with: op) {
             fail(.invalid(op.text, index: operations.count, reason))

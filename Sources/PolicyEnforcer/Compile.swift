@@ -33,12 +33,13 @@ public func compiledPods(_ isolated: [IsolatedPod], nodeName: String) -> [Compil
                 }
                 // A rule whose peers are all IPv6 has nothing to match here.
                 guard !peers.isEmpty, !ports.isEmpty else { return nil }
-                return CompiledRule(label: "\(r.ref)", peers: peers, ports: ports)
+                return CompiledRule(label: "\(r.ref)", policy: r.ref.policy, peers: peers, ports: ports)
             }
         }
         return CompiledPod(name: "\(iso.pod.namespace)/\(iso.pod.name)", address: address,
                            ingress: iso.ingressIsolated ? compile(iso.ingressRules) : nil,
-                           egress: iso.egressIsolated ? compile(iso.egressRules) : nil)
+                           egress: iso.egressIsolated ? compile(iso.egressRules) : nil,
+                           ingressPolicies: Set(iso.ingressPolicies), egressPolicies: Set(iso.egressPolicies))
     }
 }
 

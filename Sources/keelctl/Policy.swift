@@ -115,3 +115,10 @@ extension Policy {
         }
     }
 }
+
+/// What keeld's policy enforcer could not program as asked, on each node with pods in `snapshot`
+/// (`PolicyRuleset.problems`), as "node N: problem" lines.
+func policyProgrammingWarnings(_ snapshot: ClusterSnapshot) -> [String] {
+    let nodes = Set(snapshot.pods.values.compactMap(\.nodeName)).sorted()
+    return nodes.flatMap { node in PolicyRuleset.problems(compiledPods(snapshot, nodeName: node)).map { "node \(node): \($0)" } }
+}

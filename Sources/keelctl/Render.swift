@@ -36,7 +36,9 @@ struct Render: ParsableCommand {
                                      nodePortAddresses: nodeportAddresses.split(separator: ",").compactMap { CIDR($0) },
                                      clusterCIDR: CIDR(clusterCIDR))
         let proxy = ServiceRuleset.ruleset(ProxyState(snapshot: snapshot, node: config))
-        let policy = PolicyRuleset.ruleset(compiledPods(snapshot, nodeName: node))
+        let pods = compiledPods(snapshot, nodeName: node)
+        for p in PolicyRuleset.problems(pods) { FileHandleStderr.write("warning (keeld could not program this as asked): \(p)\n") }
+        let policy = PolicyRuleset.ruleset(pods)
         let text = transaction(from: nil, to: proxy).description + "\n" + transaction(from: nil, to: policy).description
         switch output {
         case .text: print(text)

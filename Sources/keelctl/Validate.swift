@@ -19,6 +19,7 @@ struct Validate: ParsableCommand {
             print("nodes: \(snapshot.nodes.count), services: \(snapshot.services.count), endpoint slices: \(snapshot.endpointSlices.count)")
             for p in problems { print("problem: \(p)") }
             if problems.isEmpty { print("no problems") }
+            for w in policyProgrammingWarnings(snapshot) { print("warning: \(w)") }
         case .json:
             let items = problems.map { p in
                 "{\"file\":\(jsonString(p.file)),\"kind\":\(jsonString(p.kind ?? "")),\"object\":\(jsonString(p.objectName ?? "")),"

@@ -151,6 +151,7 @@ struct Keeld: AsyncParsableCommand {
                                              logger: Logger(label: "keeld.routes"), prepare: { try node.prepare($0) })
             tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
         }
+        var policyMetrics: PolicyMetrics?
         if policy {
             // Pods on one bridge talk without routing: br_netfilter hands their packets to the ip
             // family's forward hook, where the policy chains are. Set in this (the node's) namespace.
@@ -158,9 +159,11 @@ struct Keeld: AsyncParsableCommand {
                 logger.warning("br_netfilter unavailable: traffic between pods on the same bridge is not policed",
                                metadata: ["error": "\(error)"])
             }
+            let metrics = PolicyMetrics()
+            policyMetrics = metrics
             let controller = PolicyController(store: store, sync: PolicySync(nft: try NFTablesSocket(), logger: Logger(label: "keeld.policy")),
                                               nodeName: name, logger: Logger(label: "keeld.policy"),
-                                              compile: { compiledPods($0, nodeName: $1) })
+                                              compile: { compiledPods($0, nodeName: $1) }, report: { metrics.record($0) })
             tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })
         }
         var servers: [StatusServer] = []
@@ -197,11 +200,11 @@ struct Keeld: AsyncParsableCommand {
                 return (status, "application/json", body)
             })
         }
-        // /metrics runs with any controller: the proxy's series, and the API source's when it is the source.
+        // /metrics runs with any controller: the proxy's and the policy enforcer's series, and the API source's when it is the source.
         let exportsAPI = manifests == nil, apiKinds = kinds
-        servers.append(try StatusServer(port: metricsPort) { [proxyMetrics] path in
+        servers.append(try StatusServer(port: metricsPort) { [proxyMetrics, policyMetrics] path in
             guard path.hasPrefix("/metrics") else { return (404, "text/plain", "not found\n") }
-            let text = (proxyMetrics?.text() ?? "") + (exportsAPI ? apiMetricsText(apiMetrics, kinds: apiKinds) : "")
+            let text = (proxyMetrics?.text() ?? "") + (policyMetrics?.text() ?? "") + (exportsAPI ? apiMetricsText(apiMetrics, kinds: apiKinds) : "")
             return (200, "text/plain; version=0.0.4", text)
         })
         await waitForTermination()
