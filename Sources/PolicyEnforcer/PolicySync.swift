@@ -117,7 +117,12 @@ public final class PolicySync: @unchecked Sendable {
 
     /// The policies whose rules own the elements of `op`.
     private func policies(of op: Transaction.Operation, in ruleset: Ruleset, pods: [CompiledPod]) -> Set<PolicyRef> {
-        guard case .addElements(_, let elements) = op else { return [] }
+        let elements: [SetElement]
+        switch op {
+        case .addElements(_, let e): elements = e
+        case .addSet(let s): elements = Array(s.elements)
+        default: return []
+        }
         let ids = RuleIDs(pods)
         let marks = Set(elements.compactMap(\.key.first))
         var found: Set<PolicyRef> = []
@@ -134,7 +139,15 @@ public final class PolicySync: @unchecked Sendable {
     private func perRule(_ tx: Transaction, _ ruleset: Ruleset) -> Transaction {
         var split = Transaction()
         for op in tx.operations {
-            guard case .addElements(let set, let elements) = op, set.name.hasSuffix("-rules") else {
+            let set: NFTSet, elements: [SetElement]
+            switch op {
+            case .addElements(let s, let e) where s.name.hasSuffix("-rules"): (set, elements) = (s, e)
+            case .addSet(let s) where s.name.hasSuffix("-rules") && !s.elements.isEmpty:
+                var empty = s
+                empty.elements = []
+                split.append(.addSet(empty))
+                (set, elements) = (s, Array(s.elements))
+            default:
                 split.append(op)
                 continue
             }
