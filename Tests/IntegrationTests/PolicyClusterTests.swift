@@ -560,6 +560,12 @@ struct PolicyClusterTests {
                 #expect(log.contains("NetworkPolicy \"bad-range\"") && log.contains("spec.ingress[0].ports[0].endPort"),
                         "\(n.name)'s keeld names the object and the field:\n\(log)")
             }
+            for n in c.nodes {
+                let metrics = try TrafficProbe.httpGet(from: n.namespace, to: n.ip, port: 10249, path: "/metrics").reply ?? ""
+                #expect(metrics.contains("keel_policy_syncs_total ") && metrics.contains("keel_policy_sync_failures_total 0")
+                        && metrics.contains("# TYPE keel_policy_unprogrammable gauge") && !metrics.contains("keel_policy_unprogrammable{"),
+                        "\(n.name): the policy series, no policy refused: \(metrics.prefix(600))")
+            }
             let running = c.overlay.agents.values.allSatisfy(\.isRunning)
             #expect(running, "keeld keeps running")
         }
