@@ -103,7 +103,7 @@ struct Keeld: AsyncParsableCommand {
         for part in nodeportAddresses.split(separator: ",") where CIDR(part) == nil {
             throw ValidationError("--nodeport-addresses: \(part) is not a CIDR")
         }
-        for part in serviceCidr.split(separator: ",") where CIDR(part) == nil {
+        for part in serviceCidr.split(separator: ",") where !part.contains("/") || CIDR(part) == nil {   // a range, not an address
             throw ValidationError("--service-cidr: \(part) is not a CIDR")
         }
     }

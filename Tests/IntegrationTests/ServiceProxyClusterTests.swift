@@ -306,10 +306,10 @@ private final class ProxyCluster {
     private(set) var pods: [BackendPod] = []
     static let agentArgs = ["--proxy", "--cluster-cidr", "10.244.0.0/16"]
 
-    init(lab: NetnsLab, proxy: Bool = true) throws {
+    init(lab: NetnsLab, proxy: Bool = true, extraArgs: [String] = []) throws {
         cluster = try TestCluster(lab: lab, nodeCount: 2)
         overlay = try OverlayLab(cluster: cluster, backend: "host-gw")
-        for n in cluster.nodes { try overlay.startAgent(n, extra: proxy ? Self.agentArgs : []) }
+        for n in cluster.nodes { try overlay.startAgent(n, extra: (proxy ? Self.agentArgs : []) + extraArgs) }
         let (o, nodes) = (overlay, cluster.nodes)
         try waitFor("node files", timeout: 10) { nodes.allSatisfy { access(o.nodeFile($0.name), R_OK) == 0 } }
         (client, clientIP) = try overlay.addPod(cluster.nodes[0], "client")
@@ -808,6 +808,25 @@ struct ServiceProxyClusterTests {
             #expect(try TrafficProbe.tcpConnect(from: c.client, to: unused, port: 80, timeoutMilliseconds: 1000) == .timedOut)
             // The service port itself still serves.
             #expect(BackendReply(try TrafficProbe.tcpConnect(from: c.client, to: vip, port: 80).reply)?.backend == b.name)
+        }
+    }
+
+    /// `--service-cidr` alone (no ServiceCIDR object): its ranges, merged, are the dropped range; a
+    /// range that is not a CIDR stops keeld before it changes anything.
+    @Test func serviceCIDRFlag() throws {
+        try NetnsLab.with(prefix: Self.prefix) { lab in
+            let c = try ProxyCluster(lab: lab, extraArgs: ["--service-cidr", "10.96.0.0/16,10.96.16.0/24,10.100.0.0/24"])
+            let b = try c.backend(c.node1, "flag")
+            let vip = ip("10.96.16.10")
+            try c.service("flag", clusterIP: "\(vip)", backends: [b])
+            try c.waitForReply(from: c.client, to: vip, 80)
+            let ranges = try #require(try c.proxyTable(c.node1)?.set("service-cidrs", in: ServiceRuleset.table)?.elements)
+            #expect(ranges == [SetElement(prefix: CIDR("10.96.0.0/16")!), SetElement(prefix: CIDR("10.100.0.0/24")!)])
+            #expect(try TrafficProbe.tcpConnect(from: c.client, to: vip, port: 81, timeoutMilliseconds: 1000) == .refused)
+
+            let bad = try c.node1.namespace.exec(["\(CNIRunner.keelPluginDirectory)/keeld", "--manifests", c.overlay.manifests, "--proxy",
+                                                  "--service-cidr", "10.96.0.0/16,10.96.0.1"])
+            #expect(bad.exitStatus != 0 && bad.stderr.contains("--service-cidr: 10.96.0.1 is not a CIDR"), "\(bad.stderr)")
         }
     }
 
