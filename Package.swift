@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "IPAMTests", dependencies: ["IPAM", "CNI", "NetAddress"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "NetAddress"]),
         // deploy/keel.yaml against the code: keeld's flags and ports, the RBAC rules, the conflist.
-        .testTarget(name: "DeployTests", dependencies: ["CNI", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "DeployTests", dependencies: ["CNI", "Cluster", "KubeAPI", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "Cluster", "NetnsHarness", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PolicyEnforcerTests", dependencies: ["PolicyEnforcer", "Cluster", "NFTables", "NetAddress"],
                     exclude: ["Golden"]),   // read through #filePath, not bundled

@@ -9,6 +9,7 @@ public enum ClusterObject: Sendable, Hashable {
     case pod(Pod)
     case namespace(Namespace)
     case networkPolicy(NetworkPolicy)
+    case serviceCIDR(ServiceCIDR)
 
     public var kind: ObjectKind {
         switch self {
@@ -18,6 +19,7 @@ public enum ClusterObject: Sendable, Hashable {
         case .pod: .pod
         case .namespace: .namespace
         case .networkPolicy: .networkPolicy
+        case .serviceCIDR: .serviceCIDR
         }
     }
     public var key: ObjectKey { ObjectKey(kind: kind, namespace: metadata.namespace, name: metadata.name) }
@@ -31,6 +33,7 @@ public enum ClusterObject: Sendable, Hashable {
             case .pod(let p): p.metadata
             case .namespace(let n): n.metadata
             case .networkPolicy(let p): p.metadata
+            case .serviceCIDR(let s): s.metadata
             }
         }
         set {
@@ -41,6 +44,7 @@ public enum ClusterObject: Sendable, Hashable {
             case .pod(var p): p.metadata = newValue; self = .pod(p)
             case .namespace: self = .namespace(Namespace(metadata: newValue))   // keeps the name label
             case .networkPolicy(var p): p.metadata = newValue; self = .networkPolicy(p)
+            case .serviceCIDR(let s): self = .serviceCIDR(ServiceCIDR(metadata: newValue, cidrs: s.cidrs))   // stays cluster-scoped
             }
         }
     }

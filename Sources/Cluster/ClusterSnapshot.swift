@@ -12,6 +12,8 @@ public struct ClusterSnapshot: Sendable {
     public var namespaces: [String: Namespace]
     /// NetworkPolicies by key (`NetworkPolicy/<namespace>/<name>`; see ``NetworkPolicy/key``).
     public var networkPolicies: [ObjectKey: NetworkPolicy]
+    /// ServiceCIDRs by key (`ServiceCIDR/<name>`; see ``ServiceCIDR/key``).
+    public var serviceCIDRs: [ObjectKey: ServiceCIDR]
     /// Increases with every change to the store's contents (and the first list of each kind);
     /// equal versions mean equal contents.
     public var version: UInt64
@@ -35,12 +37,13 @@ public struct ClusterSnapshot: Sendable {
     public init(nodes: [String: Node] = [:], services: [ObjectKey: Service] = [:],
                 endpointSlices: [ObjectKey: EndpointSlice] = [:], pods: [ObjectKey: Pod] = [:],
                 namespaces: [String: Namespace] = [:], networkPolicies: [ObjectKey: NetworkPolicy] = [:],
-                version: UInt64 = 0, listedKinds: Set<ObjectKind> = []) {
+                serviceCIDRs: [ObjectKey: ServiceCIDR] = [:], version: UInt64 = 0, listedKinds: Set<ObjectKind> = []) {
         self.nodes = nodes
         self.services = services
         self.pods = pods
         self.namespaces = namespaces
         self.networkPolicies = networkPolicies
+        self.serviceCIDRs = serviceCIDRs
         self.version = version
         self.listedKinds = listedKinds
         self.endpointSlices = endpointSlices
@@ -95,6 +98,7 @@ public struct ClusterSnapshot: Sendable {
         case .pod: pods[key].map(ClusterObject.pod)
         case .namespace: namespaces[key.name].map(ClusterObject.namespace)
         case .networkPolicy: networkPolicies[key].map(ClusterObject.networkPolicy)
+        case .serviceCIDR: serviceCIDRs[key].map(ClusterObject.serviceCIDR)
         }
     }
 
@@ -107,6 +111,7 @@ public struct ClusterSnapshot: Sendable {
         case .pod: Array(pods.keys)
         case .namespace: namespaces.keys.map { ObjectKey(kind: .namespace, name: $0) }
         case .networkPolicy: Array(networkPolicies.keys)
+        case .serviceCIDR: Array(serviceCIDRs.keys)
         }
     }
 
@@ -120,6 +125,7 @@ public struct ClusterSnapshot: Sendable {
         case .pod(let p): pods[p.key] = p
         case .namespace(let n): namespaces[n.name] = n
         case .networkPolicy(let p): networkPolicies[p.key] = p
+        case .serviceCIDR(let s): serviceCIDRs[s.key] = s
         }
     }
 
@@ -131,6 +137,7 @@ public struct ClusterSnapshot: Sendable {
         case .pod: pods.removeValue(forKey: key).map(ClusterObject.pod)
         case .namespace: namespaces.removeValue(forKey: key.name).map(ClusterObject.namespace)
         case .networkPolicy: networkPolicies.removeValue(forKey: key).map(ClusterObject.networkPolicy)
+        case .serviceCIDR: serviceCIDRs.removeValue(forKey: key).map(ClusterObject.serviceCIDR)
         }
     }
 

@@ -12,7 +12,7 @@ import Yams
 ///   the other documents of the same file are kept.
 /// - Kinds read: v1 `Node`, v1 `Service`, discovery.k8s.io/v1 `EndpointSlice`, v1 `Pod` (with
 ///   `status.podIP(s)`, written after the CNI ADD in manifest mode), v1 `Namespace` and
-///   networking.k8s.io/v1 `NetworkPolicy` (``supportedKinds``).
+///   networking.k8s.io/v1 `NetworkPolicy` and `ServiceCIDR` (``supportedKinds``).
 ///   Headless and `ExternalName` Services are valid; an EndpointSlice's zone `hints` are advisory and
 ///   never a problem.
 /// - Two objects with the same kind, namespace and name: the first (in file-name, then document
@@ -43,7 +43,8 @@ import Yams
 public enum ManifestDecoder {
     /// The kinds the decoder builds objects for. A source lists only these: claiming a complete list
     /// of a kind it cannot read would make a controller delete everything of that kind.
-    public static let supportedKinds: Set<ObjectKind> = [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy]
+    public static let supportedKinds: Set<ObjectKind> = [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy,
+                                                            .serviceCIDR]
 
     /// True for the names a manifest folder reads: `*.yaml`, `*.yml`, `*.json`.
     public static func isManifestFile(_ name: String) -> Bool {
@@ -322,6 +323,7 @@ struct ManifestDocument: Decodable {
         case .namespace: return validated({ Namespace.validated(try NamespaceManifest(from: decoder)) }, ClusterObject.namespace)
         case .networkPolicy:
             return validated({ NetworkPolicy.validated(try NetworkPolicyManifest(from: decoder)) }, ClusterObject.networkPolicy)
+        case .serviceCIDR: return validated({ ServiceCIDR.validated(try ServiceCIDRManifest(from: decoder)) }, ClusterObject.serviceCIDR)
         }
     }
 

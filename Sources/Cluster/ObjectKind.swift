@@ -6,6 +6,7 @@ public enum ObjectKind: String, Sendable, Hashable, CaseIterable, CustomStringCo
     case pod = "Pod"
     case namespace = "Namespace"
     case networkPolicy = "NetworkPolicy"
+    case serviceCIDR = "ServiceCIDR"
 
     /// The `apiVersion` a manifest of this kind carries. A document with the same `kind` but another
     /// group (a CRD that happens to be called `Node`) is not this kind.
@@ -13,13 +14,13 @@ public enum ObjectKind: String, Sendable, Hashable, CaseIterable, CustomStringCo
         switch self {
         case .node, .service, .pod, .namespace: "v1"
         case .endpointSlice: "discovery.k8s.io/v1"
-        case .networkPolicy: "networking.k8s.io/v1"
+        case .networkPolicy, .serviceCIDR: "networking.k8s.io/v1"
         }
     }
     /// Cluster-scoped kinds have no namespace in their key, whatever a manifest writes there.
     public var isNamespaced: Bool {
         switch self {
-        case .node, .namespace: false
+        case .node, .namespace, .serviceCIDR: false
         case .service, .endpointSlice, .pod, .networkPolicy: true
         }
     }

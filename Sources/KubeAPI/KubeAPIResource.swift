@@ -10,6 +10,10 @@ extension ObjectKind {
         case .pod: "/api/v1/pods"
         case .namespace: "/api/v1/namespaces"
         case .networkPolicy: "/apis/networking.k8s.io/v1/networkpolicies"
+        case .serviceCIDR: "/apis/networking.k8s.io/v1/servicecidrs"
         }
     }
+
+    /// Kinds an API server may not serve at all (404 on the collection): then there are none.
+    var isOptionalOnServer: Bool { self == .serviceCIDR }
 }

@@ -87,6 +87,7 @@ public final class KubeAPISource: ClusterSource {
         var resourceVersion: String?
         var watched = false
         var expiredInARow = 0
+        var reportedAbsent = false
         let log = logger.with(["object.kind": "\(kind)"])
         while !Task.isCancelled {
             do {
@@ -110,6 +111,17 @@ public final class KubeAPISource: ClusterSource {
                 expiredInARow += 1
                 // Expired twice in a row: the server is not keeping up; do not hammer it with LISTs.
                 if expiredInARow > 1, !(await pause(&backoff)) { return }
+            } catch let error as KubeAPIError where error.code == 404 && kind.isOptionalOnServer {
+                // An API server without this resource (ServiceCIDR before Kubernetes 1.33, or with
+                // the API group off): nothing of the kind exists. Said once, listed as empty so that
+                // no controller waits for it, and asked again now and then, for after an upgrade.
+                if !reportedAbsent {
+                    log.info("resource not served by the API server; going on without it", metadata: ["error": "\(error)"])
+                    reportedAbsent = true
+                    store.replaceAll(kind, with: [])
+                }
+                resourceVersion = nil
+                if !(await pause(&backoff)) { return }
             } catch {
                 if Task.isCancelled { return }   // HTTP client errors on cancellation are not failures
                 metrics.update(kind) { $0.errors += 1 }

@@ -66,6 +66,8 @@ public struct Field: Hashable, Sendable {
     public static let ctMark = Field(.ct(.mark, direction: nil), type: .mark)
     /// `fib daddr type`: the routing type of the destination (2 = RTN_LOCAL), host byte order.
     public static let fibDestinationType = Field(.fib(.daddr, .addressType), type: .integer32)
+    /// `fib saddr type`: the routing type of the source (2 = RTN_LOCAL: the node's own address).
+    public static let fibSourceType = Field(.fib(.saddr, .addressType), type: .integer32)
 
     /// `numgen random|inc mod <modulus> offset <offset>`, as a key for a map lookup.
     public static func numgen(_ mode: NumgenMode, modulus: UInt32, offset: UInt32 = 0) -> Field {

@@ -6,7 +6,7 @@ import NIOPosix
 
 /// A stand-in for the Kubernetes API server that speaks its wire protocol, for the API source's unit
 /// tests, keeld's end-to-end tests and the cluster benchmark. It holds Node, Namespace, Pod, Service,
-/// EndpointSlice and NetworkPolicy objects as JSON, stamps every change with a resourceVersion, and serves
+/// EndpointSlice, NetworkPolicy and ServiceCIDR objects as JSON, stamps every change with a resourceVersion, and serves
 ///
 /// - `GET <collection>[?limit=N[&continue=T]]`: a LIST (`<Kind>List` with `metadata.resourceVersion`),
 ///   in pages of `limit` with `continue` tokens; the pages of one list are a consistent snapshot, and a
@@ -26,7 +26,7 @@ import NIOPosix
 public final class FakeKubeAPI: @unchecked Sendable {
     public enum Kind: String, CaseIterable, Sendable {
         case node = "Node", namespace = "Namespace", pod = "Pod", service = "Service"
-        case endpointSlice = "EndpointSlice", networkPolicy = "NetworkPolicy"
+        case endpointSlice = "EndpointSlice", networkPolicy = "NetworkPolicy", serviceCIDR = "ServiceCIDR"
 
         public var collectionPath: String {
             switch self {
@@ -36,16 +36,17 @@ public final class FakeKubeAPI: @unchecked Sendable {
             case .service: "/api/v1/services"
             case .endpointSlice: "/apis/discovery.k8s.io/v1/endpointslices"
             case .networkPolicy: "/apis/networking.k8s.io/v1/networkpolicies"
+            case .serviceCIDR: "/apis/networking.k8s.io/v1/servicecidrs"
             }
         }
         public var apiVersion: String {
             switch self {
             case .node, .namespace, .pod, .service: "v1"
             case .endpointSlice: "discovery.k8s.io/v1"
-            case .networkPolicy: "networking.k8s.io/v1"
+            case .networkPolicy, .serviceCIDR: "networking.k8s.io/v1"
             }
         }
-        var namespaced: Bool { self != .node && self != .namespace }
+        var namespaced: Bool { self != .node && self != .namespace && self != .serviceCIDR }
     }
 
     /// A request as it arrived (body included for PATCH), and the status it was answered with.

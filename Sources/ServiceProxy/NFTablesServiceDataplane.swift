@@ -23,6 +23,7 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
     private struct Applied {
         var nodePortAddresses: [IPAddress]
         var clusterCIDR: CIDR?
+        var serviceCIDRs: [CIDR]
         var services: [ServicePortName: ServicePortState]
         var contributions: [ServicePortName: ServiceRuleset.Contribution]
         var selectorUse: [ServiceRuleset.Selector: Int]
@@ -52,7 +53,9 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
             let tx: Transaction
             // Empty without a previous state (a start, or after a failure): nothing to compare with.
             var transitions: [Transition] = []
-            if var k = known, k.clusterCIDR == state.clusterCIDR, k.nodePortAddresses == state.nodePortAddresses {
+            var orphanedAffinity = false
+            if var k = known, k.clusterCIDR == state.clusterCIDR, k.nodePortAddresses == state.nodePortAddresses,
+               k.serviceCIDRs == state.serviceCIDRs {
                 known = nil
                 (tx, transitions) = incremental(&k, to: state, changed: changed)
                 known = k
@@ -67,6 +70,9 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
                     transitions = Set(previous.keys).union(k.services.keys).compactMap { name in
                         previous[name] == k.services[name] ? nil : (previous[name], k.services[name])
                     }
+                } else {
+                    // A start: the affinity map may hold entries of services changed while no agent ran.
+                    orphanedAffinity = true
                 }
                 known = k
             }
@@ -79,14 +85,15 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
                 }
             }
             a.known = known
-            flushAffinity(transitions, nodePortAddresses: state.nodePortAddresses)
+            flushAffinity(transitions, nodePortAddresses: state.nodePortAddresses, orphansOf: orphanedAffinity ? state : nil)
             clearConntrack(transitions)
         }
     }
 
     /// Contributions and use counts of `state`.
     private static func bookkeeping(_ state: ProxyState) -> Applied {
-        var a = Applied(nodePortAddresses: state.nodePortAddresses, clusterCIDR: state.clusterCIDR, services: [:], contributions: [:],
+        var a = Applied(nodePortAddresses: state.nodePortAddresses, clusterCIDR: state.clusterCIDR, serviceCIDRs: state.serviceCIDRs,
+                        services: [:], contributions: [:],
                         selectorUse: [:], sharedUse: [:])
         for svc in state.services {
             let c = ServiceRuleset.contribution(svc)
@@ -180,21 +187,43 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
         return current
     }
 
-    /// A service whose backends changed forgets its clients' affinity (the remembered index may now
-    /// name another backend). Best effort: entries that expire meanwhile are simply gone.
-    func flushAffinity(_ transitions: [Transition], nodePortAddresses: [IPAddress]) {
-        // Affinity keys are client . destination . protocol . port; collect the destinations of
-        // services whose backends changed.
+    /// The affinity map's keys are client . destination . protocol . port; these are a service
+    /// port's destination . protocol . port (its addresses, and its node port on every node address).
+    static func affinityDestinations(_ s: ServicePortState, nodePortAddresses: [IPAddress]) -> Set<[DataValue]> {
+        let proto = DataValue.proto(IPProtocol(rawValue: s.name.proto.number))
+        var keys = Set<[DataValue]>()
+        for ip in s.clusterIPs + s.externalIPs + s.loadBalancerIPs where ip.isIPv4 { keys.insert([.ip(ip), proto, .port(s.port)]) }
+        if let np = s.nodePort { for ip in nodePortAddresses where ip.isIPv4 { keys.insert([.ip(ip), proto, .port(np)]) } }
+        return keys
+    }
+
+    /// The affinity entries (the packet path's, in the shared `affinity` map) that no longer hold:
+    /// those of a service port whose backends changed (the remembered one may be gone), whose
+    /// affinity was turned off or got another timeout (entries would linger up to the old timeout
+    /// and be used again if affinity came back), or that went away; only that port's destinations.
+    /// With `orphansOf` (a start), also every entry whose destination no affinity service of that
+    /// state has. Best effort: entries that expire meanwhile are simply gone.
+    func flushAffinity(_ transitions: [Transition], nodePortAddresses: [IPAddress], orphansOf state: ProxyState? = nil) {
         var stale = Set<[DataValue]>()
-        for case let (old?, s?) in transitions where s.affinityTimeout != nil {
-            guard old.internalBackends != s.internalBackends || old.externalBackends != s.externalBackends else { continue }
-            let proto = DataValue.proto(IPProtocol(rawValue: s.name.proto.number))
-            for ip in s.clusterIPs + s.externalIPs + s.loadBalancerIPs where ip.isIPv4 { stale.insert([.ip(ip), proto, .port(s.port)]) }
-            if let np = s.nodePort { for ip in nodePortAddresses { stale.insert([.ip(ip), proto, .port(np)]) } }
+        for case let (old?, new) in transitions where old.affinityTimeout != nil {
+            var kept = Set<[DataValue]>()
+            if let new, new.affinityTimeout == old.affinityTimeout, new.internalBackends == old.internalBackends,
+               new.externalBackends == old.externalBackends, new.clusterBackends == old.clusterBackends {
+                kept = Self.affinityDestinations(new, nodePortAddresses: nodePortAddresses)
+            }
+            stale.formUnion(Self.affinityDestinations(old, nodePortAddresses: nodePortAddresses).subtracting(kept))
         }
-        guard !stale.isEmpty, let map = ServiceRuleset.sets.first(where: { $0.name == "affinity" }) else { return }
+        var live: Set<[DataValue]>?
+        if let state {
+            live = state.services.filter { $0.affinityTimeout != nil }
+                .reduce(into: Set<[DataValue]>()) { $0.formUnion(Self.affinityDestinations($1, nodePortAddresses: state.nodePortAddresses)) }
+        }
+        guard !stale.isEmpty || live != nil, let map = ServiceRuleset.sets.first(where: { $0.name == "affinity" }) else { return }
         do {
-            let entries = try nft.elements(of: map).filter { stale.contains(Array($0.key.dropFirst())) }
+            let entries = try nft.elements(of: map).filter { e in
+                let destination = Array(e.key.dropFirst())
+                return stale.contains(destination) || live.map { !$0.contains(destination) } == true
+            }
             guard !entries.isEmpty else { return }
             var tx = Transaction()
             tx.delete(elements: entries.map { SetElement($0.key, value: $0.value) }, from: map)

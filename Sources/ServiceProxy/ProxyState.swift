@@ -107,6 +107,11 @@ public struct ServicePortState: Sendable, Hashable {
     public var externalBackends: [Backend]
     /// externalTrafficPolicy: Local — external traffic keeps its source address and never leaves the node.
     public var externalLocal: Bool
+    /// Every usable backend, cluster-wide, whatever the traffic policies. Pods and the node itself
+    /// reach the external addresses of an externalTrafficPolicy Local service through these (the
+    /// policy is for clients outside the cluster, as in kube-proxy), and a service with none at all
+    /// is refused, while one that has some, just not on this node, is dropped.
+    public var clusterBackends: [Backend]
     /// Terminating endpoints that are not among `internalBackends` / `externalBackends` (same traffic
     /// policy): they take no new connections, but established ones may finish (KEP-1669). The IPVS
     /// plane keeps them as weight-0 destinations, because deleting a destination ends its
@@ -117,7 +122,7 @@ public struct ServicePortState: Sendable, Hashable {
     public init(name: ServicePortName, clusterIPs: [IPAddress], port: UInt16, nodePort: UInt16? = nil, externalIPs: [IPAddress] = [],
                 loadBalancerIPs: [IPAddress] = [], loadBalancerSourceRanges: [CIDR] = [], affinityTimeout: UInt32? = nil,
                 internalBackends: [Backend], externalBackends: [Backend]? = nil, externalLocal: Bool = false,
-                terminatingInternalBackends: [Backend] = [], terminatingExternalBackends: [Backend]? = nil) {
+                clusterBackends: [Backend]? = nil, terminatingInternalBackends: [Backend] = [], terminatingExternalBackends: [Backend]? = nil) {
         self.name = name
         self.clusterIPs = clusterIPs
         self.port = port
@@ -129,11 +134,15 @@ public struct ServicePortState: Sendable, Hashable {
         self.internalBackends = internalBackends
         self.externalBackends = externalBackends ?? internalBackends
         self.externalLocal = externalLocal
+        // Without it, the backends of either path: all of them unless both policies are Local.
+        self.clusterBackends = clusterBackends ?? Set(internalBackends + (externalBackends ?? [])).sorted()
         self.terminatingInternalBackends = terminatingInternalBackends
         self.terminatingExternalBackends = terminatingExternalBackends ?? terminatingInternalBackends
     }
 
     var hasExternalEntry: Bool { nodePort != nil || !externalIPs.isEmpty || !loadBalancerIPs.isEmpty }
+    /// True when some node has a usable backend: without one the service's addresses are refused.
+    public var hasEndpoints: Bool { !clusterBackends.isEmpty }
 }
 
 /// The whole proxy input for this node, as a value.
@@ -143,11 +152,25 @@ public struct ProxyState: Sendable, Hashable {
     public var nodePortAddresses: [IPAddress]
     /// Pod traffic is recognised by its source in the cluster CIDR; other clients are masqueraded.
     public var clusterCIDR: CIDR?
+    /// The service address ranges (`--service-cidr` and the ServiceCIDR objects): an address in them
+    /// that no service holds is dropped. Sorted, without ranges inside another one.
+    public var serviceCIDRs: [CIDR]
 
-    public init(services: [ServicePortState], nodePortAddresses: [IPAddress] = [], clusterCIDR: CIDR? = nil) {
+    public init(services: [ServicePortState], nodePortAddresses: [IPAddress] = [], clusterCIDR: CIDR? = nil, serviceCIDRs: [CIDR] = []) {
         self.services = services.sorted { $0.name < $1.name }
         self.nodePortAddresses = nodePortAddresses.filter { !CIDR("127.0.0.0/8")!.contains($0) }.sorted()
         self.clusterCIDR = clusterCIDR
+        self.serviceCIDRs = Self.outermost(serviceCIDRs)
+    }
+
+    /// `cidrs` without duplicates and without ranges that another one contains, sorted. Two
+    /// prefixes either nest or are disjoint, so what is left never overlaps: an nftables interval
+    /// set refuses overlapping elements (ServiceCIDR objects may overlap, and the flag may repeat one).
+    public static func outermost(_ cidrs: [CIDR]) -> [CIDR] {
+        let sorted = Set(cidrs.map(\.masked)).sorted { ($0.network, $0.prefixLength) < ($1.network, $1.prefixLength) }
+        var kept: [CIDR] = []
+        for c in sorted where !kept.contains(where: { $0.contains(c) }) { kept.append(c) }
+        return kept
     }
 }
 

@@ -9,12 +9,16 @@ public struct ProxyNodeConfig: Sendable, Hashable {
     /// `--nodeport-addresses`: empty means every node address.
     public var nodePortAddresses: [CIDR]
     public var clusterCIDR: CIDR?
+    /// `--service-cidr`: service address ranges, in addition to those of the ServiceCIDR objects.
+    public var serviceCIDRs: [CIDR]
 
-    public init(nodeName: String, nodeAddresses: [IPAddress], nodePortAddresses: [CIDR] = [], clusterCIDR: CIDR? = nil) {
+    public init(nodeName: String, nodeAddresses: [IPAddress], nodePortAddresses: [CIDR] = [], clusterCIDR: CIDR? = nil,
+                serviceCIDRs: [CIDR] = []) {
         self.nodeName = nodeName
         self.nodeAddresses = nodeAddresses
         self.nodePortAddresses = nodePortAddresses
         self.clusterCIDR = clusterCIDR
+        self.serviceCIDRs = serviceCIDRs
     }
 }
 
@@ -31,7 +35,14 @@ extension ProxyState {
         for (key, service) in snapshot.services {
             services += Self.servicePorts(of: service, endpoints: snapshot.endpoints(of: key), node: node)
         }
-        self.init(services: services, nodePortAddresses: Self.nodePortAddresses(node), clusterCIDR: node.clusterCIDR)
+        self.init(services: services, nodePortAddresses: Self.nodePortAddresses(node), clusterCIDR: node.clusterCIDR,
+                  serviceCIDRs: Self.serviceCIDRs(snapshot, node))
+    }
+
+    /// The service ranges: the flag's and every ServiceCIDR object's (`spec.cidrs`). A ServiceCIDR
+    /// being deleted still holds addresses that Services use, so it counts until it is gone.
+    static func serviceCIDRs(_ snapshot: ClusterSnapshot, _ node: ProxyNodeConfig) -> [CIDR] {
+        node.serviceCIDRs + snapshot.serviceCIDRs.values.flatMap(\.cidrs)
     }
 
     /// The node addresses that `--nodeport-addresses` lets NodePorts answer on.
@@ -79,6 +90,7 @@ extension ProxyState {
                 internalBackends: internalLocal ? local : cluster,
                 externalBackends: externalLocal ? local : cluster,
                 externalLocal: externalLocal,
+                clusterBackends: cluster,
                 terminatingInternalBackends: internalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster),
                 terminatingExternalBackends: externalLocal ? draining(localCandidates, besides: local) : draining(candidates, besides: cluster)))
         }

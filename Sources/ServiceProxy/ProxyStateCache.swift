@@ -55,6 +55,9 @@ public struct ProxyStateCache: Sendable {
             changed.formUnion(new.map(\.name))
             portNames[key] = new.isEmpty ? nil : new.map(\.name)
         }
+        if keys.contains(where: { $0.kind == .serviceCIDR }) {
+            current.serviceCIDRs = ProxyState.outermost(ProxyState.serviceCIDRs(snapshot, node))
+        }
         version = snapshot.version
         state = current
         return (current, changed)
@@ -72,7 +75,8 @@ public struct ProxyStateCache: Sendable {
         for (key, slice) in snapshot.endpointSlices {
             if let owner = slice.serviceKey { serviceOfSlice[key] = owner }
         }
-        let built = ProxyState(services: all, nodePortAddresses: ProxyState.nodePortAddresses(node), clusterCIDR: node.clusterCIDR)
+        let built = ProxyState(services: all, nodePortAddresses: ProxyState.nodePortAddresses(node), clusterCIDR: node.clusterCIDR,
+                               serviceCIDRs: ProxyState.serviceCIDRs(snapshot, node))
         state = built
         version = snapshot.version
         self.node = node

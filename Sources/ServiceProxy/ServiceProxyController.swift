@@ -32,6 +32,10 @@ public final class ServiceProxyController: @unchecked Sendable {
         self.report = report
     }
 
+    /// The kinds the proxy reads. ServiceCIDRs are not waited for: an API server may not serve them,
+    /// and `--service-cidr` stands in.
+    public static let kinds: Set<ObjectKind> = [.service, .endpointSlice, .serviceCIDR]
+
     public enum Outcome: Sendable, Equatable { case waiting, synced, failed(String) }
 
     @discardableResult
@@ -63,6 +67,6 @@ public final class ServiceProxyController: @unchecked Sendable {
     /// Syncs after store changes (at once when idle; a burst of events, such as a full list, is
     /// coalesced into passes at least `minInterval` apart) and every `resync`, until the task is cancelled.
     public func run(resync: Duration = .seconds(30), minInterval: Duration = .milliseconds(50)) async {
-        await store.runCoalesced(on: [.service, .endpointSlice], resync: resync, minInterval: minInterval) { [self] in syncOnce() }
+        await store.runCoalesced(on: Self.kinds, resync: resync, minInterval: minInterval) { [self] in syncOnce() }
     }
 }

@@ -14,7 +14,13 @@ import NetAddress
 /// - `endpoints` map `daddr . proto . port . index → backend addr . port`;
 ///   `nodeport-endpoints` map `proto . port . index → backend addr . port`
 /// - `affinity` map `client . daddr . proto . port → backend addr . port` (dynamic, timeouts): ClientIP affinity
-/// - `no-endpoint-services`, `no-endpoint-nodeports` vmaps `→ goto reject` (refused at once)
+/// - `short-circuit-ips`, `short-circuit-nodeports` vmaps and `short-circuit-endpoints`,
+///   `short-circuit-nodeport-endpoints` maps: the external addresses of externalTrafficPolicy Local
+///   services for pods and the node itself, which use every backend (kube-proxy's short-circuit)
+/// - `no-endpoint-services`, `no-endpoint-nodeports` vmaps: `goto reject` for services without any
+///   endpoint (refused at once), `drop` for a Local traffic policy without an endpoint on this node
+/// - `cluster-ips` and `service-cidrs` (interval): a cluster IP on a port no service uses is
+///   refused, an unused address of the service ranges dropped (`cluster-ips-check`)
 /// - `lb-restricted`, `lb-allowed` (interval) for loadBalancerSourceRanges; `hairpin` pairs
 ///
 /// A selector chain is shared by every service with the same path, backend count and affinity
@@ -37,7 +43,20 @@ public enum ServiceRuleset {
         case externalLocal = "loc"
         case nodePort = "np"
         case nodePortLocal = "nploc"
-        var isNodePort: Bool { self == .nodePort || self == .nodePortLocal }
+        /// The external addresses of externalTrafficPolicy Local services, for pods and the node
+        /// itself: every backend, the node masqueraded, pods not.
+        case shortCircuit = "sc"
+        case nodePortShortCircuit = "npsc"
+        var isNodePort: Bool { self == .nodePort || self == .nodePortLocal || self == .nodePortShortCircuit }
+        /// The map a selector of this path draws its backend from.
+        var endpointsMap: String {
+            switch self {
+            case .cluster, .external, .externalLocal: "endpoints"
+            case .nodePort, .nodePortLocal: "nodeport-endpoints"
+            case .shortCircuit: "short-circuit-endpoints"
+            case .nodePortShortCircuit: "short-circuit-nodeport-endpoints"
+            }
+        }
         public static func < (l: Self, r: Self) -> Bool { l.rawValue < r.rawValue }
     }
 
@@ -59,19 +78,23 @@ public enum ServiceRuleset {
     }
 
     /// A service port's elements and selectors. Pure.
+    ///
+    /// As kube-proxy's nftables mode: a service without any usable endpoint is refused on all its
+    /// addresses; a Local traffic policy without an endpoint on this node drops what it governs
+    /// (cluster-IP traffic for internalTrafficPolicy, outside clients for externalTrafficPolicy),
+    /// while pods and the node itself still reach an externalTrafficPolicy Local service's external
+    /// addresses through every backend.
     public static func contribution(_ svc: ServicePortState) -> Contribution {
         var c = Contribution()
         let proto = DataValue.proto(IPProtocol(rawValue: svc.name.proto.number))
         let port = DataValue.port(svc.port)
-        let anyBackend = !svc.internalBackends.isEmpty || !svc.externalBackends.isEmpty
+        let noLocalEndpoint: Verdict = svc.hasEndpoints ? .drop : .goto("reject")
         func add(_ set: String, _ e: SetElement) { c.elements[set, default: []].append(e) }
-        func backends(_ list: [Backend], key: [DataValue], map: String) {
+        func select(_ path: Path, _ list: [Backend], key: [DataValue]) -> Verdict {
             for (i, b) in list.enumerated() where b.address.isIPv4 {
-                add(map, SetElement(key + [.mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
+                add(path.endpointsMap, SetElement(key + [.mark(UInt32(i))], data: [.ip(b.address), .port(b.port)]))
                 c.shared["hairpin", default: []].append(SetElement([.ip(b.address), .ip(b.address)]))
             }
-        }
-        func select(_ path: Path, _ list: [Backend]) -> Verdict {
             let s = Selector(path: path, count: list.count, affinity: svc.affinityTimeout)
             c.selectors.insert(s)
             return .goto(s.chain)
@@ -79,33 +102,33 @@ public enum ServiceRuleset {
 
         for ip in svc.clusterIPs where ip.isIPv4 {
             let key: [DataValue] = [.ip(ip), proto, port]
+            c.shared["cluster-ips", default: []].append(SetElement(.ip(ip)))
             if svc.internalBackends.isEmpty {
-                add("no-endpoint-services", SetElement(key, verdict: .goto("reject")))
+                add("no-endpoint-services", SetElement(key, verdict: noLocalEndpoint))
             } else {
-                add("service-ips", SetElement(key, verdict: select(.cluster, svc.internalBackends)))
-                backends(svc.internalBackends, key: key, map: "endpoints")
+                add("service-ips", SetElement(key, verdict: select(.cluster, svc.internalBackends, key: key)))
             }
         }
         for ip in (svc.externalIPs + svc.loadBalancerIPs) where ip.isIPv4 {
             let key: [DataValue] = [.ip(ip), proto, port]
-            if !anyBackend {
-                add("no-endpoint-services", SetElement(key, verdict: .goto("reject")))
-            } else if svc.externalBackends.isEmpty {
-                add("service-ips", SetElement(key, verdict: .drop))   // externalTrafficPolicy Local, no local backend
+            if svc.externalLocal && svc.hasEndpoints {
+                add("short-circuit-ips", SetElement(key, verdict: select(.shortCircuit, svc.clusterBackends, key: key)))
+            }
+            if svc.externalBackends.isEmpty {
+                add("no-endpoint-services", SetElement(key, verdict: noLocalEndpoint))
             } else {
-                add("service-ips", SetElement(key, verdict: select(svc.externalLocal ? .externalLocal : .external, svc.externalBackends)))
-                backends(svc.externalBackends, key: key, map: "endpoints")
+                add("service-ips", SetElement(key, verdict: select(svc.externalLocal ? .externalLocal : .external, svc.externalBackends, key: key)))
             }
         }
         if let np = svc.nodePort {
             let key: [DataValue] = [proto, .port(np)]
-            if !anyBackend {
-                add("no-endpoint-nodeports", SetElement(key, verdict: .goto("reject")))
-            } else if svc.externalBackends.isEmpty {
-                add("service-nodeports", SetElement(key, verdict: .drop))
+            if svc.externalLocal && svc.hasEndpoints {
+                add("short-circuit-nodeports", SetElement(key, verdict: select(.nodePortShortCircuit, svc.clusterBackends, key: key)))
+            }
+            if svc.externalBackends.isEmpty {
+                add("no-endpoint-nodeports", SetElement(key, verdict: noLocalEndpoint))
             } else {
-                add("service-nodeports", SetElement(key, verdict: select(svc.externalLocal ? .nodePortLocal : .nodePort, svc.externalBackends)))
-                backends(svc.externalBackends, key: key, map: "nodeport-endpoints")
+                add("service-nodeports", SetElement(key, verdict: select(svc.externalLocal ? .nodePortLocal : .nodePort, svc.externalBackends, key: key)))
             }
         }
         let ranges = svc.loadBalancerSourceRanges.filter { $0.family == .ipv4 }
@@ -129,8 +152,14 @@ public enum ServiceRuleset {
             NFTSet(t, "nodeport-ips", key: [.ipv4Address]),
             NFTSet(t, "no-endpoint-services", key: [.ipv4Address, .inetProto, .inetService], mapping: .verdict),
             NFTSet(t, "no-endpoint-nodeports", key: [.inetProto, .inetService], mapping: .verdict),
+            NFTSet(t, "short-circuit-ips", key: [.ipv4Address, .inetProto, .inetService], mapping: .verdict),
+            NFTSet(t, "short-circuit-nodeports", key: [.inetProto, .inetService], mapping: .verdict),
             NFTSet(t, "endpoints", key: [.ipv4Address, .inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
             NFTSet(t, "nodeport-endpoints", key: [.inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
+            NFTSet(t, "short-circuit-endpoints", key: [.ipv4Address, .inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
+            NFTSet(t, "short-circuit-nodeport-endpoints", key: [.inetProto, .inetService, .mark], mapping: .data([.ipv4Address, .inetService])),
+            NFTSet(t, "cluster-ips", key: [.ipv4Address]),
+            NFTSet(t, "service-cidrs", key: [.ipv4Address], flags: .interval),
             NFTSet(t, "affinity", key: [.ipv4Address, .ipv4Address, .inetProto, .inetService], mapping: .data([.ipv4Address, .inetService]),
                    flags: [.dynamic, .timeout], maxElements: 65535),
             NFTSet(t, "hairpin", key: [.ipv4Address, .ipv4Address]),
@@ -140,7 +169,7 @@ public enum ServiceRuleset {
     }
 
     /// The static chains and rules (everything but selector chains and elements).
-    static func skeleton() -> (chains: [Chain], rules: [Rule]) {
+    static func skeleton(clusterCIDR: CIDR?) -> (chains: [Chain], rules: [Rule]) {
         let t = table
         let prerouting = Chain(t, "prerouting", type: .nat, hook: .prerouting, priority: .dstnat)
         let output = Chain(t, "output", type: .nat, hook: .output, priority: .dstnat)
@@ -151,10 +180,22 @@ public enum ServiceRuleset {
         let filterForward = Chain(t, "filter-forward", type: .filter, hook: .forward, priority: -10)
         let filterOutput = Chain(t, "filter-output", type: .filter, hook: .output, priority: -10)
         let reject = Chain(t, "reject")
+        let shortCircuit = Chain(t, "short-circuit")
+        let clusterIPsCheck = Chain(t, "cluster-ips-check")
         let key3: [Field] = [.ipv4.daddr, .l4proto, .th.dport]
         var rules = [
             Rule(prerouting, [.jump("services")]),
             Rule(output, [.jump("services")]),
+        ]
+        // Pods (by the cluster CIDR) and the node itself reach externalTrafficPolicy Local services
+        // through every backend, before the external path that keeps to this node's.
+        if let cidr = clusterCIDR, cidr.family == .ipv4 {
+            rules.append(Rule(services, comment: "pod traffic to external addresses", [.match(.ipv4.saddr, in: cidr), .jump("short-circuit")]))
+        }
+        rules += [
+            Rule(services, comment: "node traffic to external addresses", [.match(.fibSourceType, equals: .integer(2)), .jump("short-circuit")]),
+            Rule(shortCircuit, [.vmap("short-circuit-ips", key: key3)]),
+            Rule(shortCircuit, [.lookup(in: "nodeport-ips", key: [.ipv4.daddr]), .vmap("short-circuit-nodeports", key: [.l4proto, .th.dport])]),
             Rule(services, [.vmap("service-ips", key: key3)]),
             Rule(services, [.lookup(in: "nodeport-ips", key: [.ipv4.daddr]), .vmap("service-nodeports", key: [.l4proto, .th.dport])]),
             Rule(firewall, comment: "loadBalancerSourceRanges", [.lookup(in: "lb-restricted", key: key3),
@@ -162,13 +203,21 @@ public enum ServiceRuleset {
             Rule(postrouting, comment: "hairpin", [.lookup(in: "hairpin", key: [.ipv4.saddr, .ipv4.daddr]), .masquerade]),
             Rule(postrouting, comment: "marked for masquerade", [.expressions(markIsSet()), .masquerade]),
             Rule(reject, [.reject(.icmp(code: 3))]),   // port unreachable: the client's connect fails at once
+            // Reached after DNAT (forward, and output at priority -10 > dstnat): a packet still
+            // addressed to a cluster IP matched none of its service ports.
+            Rule(clusterIPsCheck, comment: "ports no service of a cluster IP uses", [.lookup(in: "cluster-ips", key: [.ipv4.daddr]), .reject(.icmp(code: 3))]),
+            Rule(clusterIPsCheck, comment: "service range addresses no service holds", [.lookup(in: "service-cidrs", key: [.ipv4.daddr]), .drop]),
         ]
         for chain in [filterInput, filterForward, filterOutput] {
             rules.append(Rule(chain, comment: "services without endpoints", [.ctState(.new), .vmap("no-endpoint-services", key: key3)]))
         }
         rules.append(Rule(filterInput, comment: "node ports without endpoints",
                           [.ctState(.new), .lookup(in: "nodeport-ips", key: [.ipv4.daddr]), .vmap("no-endpoint-nodeports", key: [.l4proto, .th.dport])]))
-        return ([prerouting, output, postrouting, services, firewall, filterInput, filterForward, filterOutput, reject], rules)
+        for chain in [filterForward, filterOutput] {
+            rules.append(Rule(chain, [.ctState(.new), .jump("cluster-ips-check")]))
+        }
+        return ([prerouting, output, postrouting, services, shortCircuit, firewall, filterInput, filterForward, filterOutput, reject,
+                 clusterIPsCheck], rules)
     }
 
     /// A selector chain and its rules.
@@ -188,8 +237,12 @@ public enum ServiceRuleset {
             rules.append(Rule(chain, comment: "externalTrafficPolicy Cluster: masquerade", [.expressions(setMark())]))
         case .externalLocal, .nodePortLocal:
             break   // the client's address is kept
+        case .shortCircuit, .nodePortShortCircuit:
+            // The node's own connections leave with a node address as their source, which a
+            // backend on another node could not answer; pods keep theirs (kube-proxy alike).
+            rules.append(Rule(chain, comment: "the node's own traffic", [.match(.fibSourceType, equals: .integer(2)), .expressions(setMark())]))
         }
-        let map = s.path.isNodePort ? "nodeport-endpoints" : "endpoints"
+        let map = s.path.endpointsMap
         let keyStart: Register = s.path.isNodePort ? .slot(2) : .slot(1)
         let load: [Expression] = [
             .payload(.network, offset: 16, length: 4, into: .slot(1)),
@@ -233,7 +286,7 @@ public enum ServiceRuleset {
     /// The whole desired table for `state`, from the contributions of its services (computed once
     /// by a data plane that keeps them).
     static func ruleset(_ state: ProxyState, contributions: [Contribution]) -> Ruleset {
-        var (chains, rules) = skeleton()
+        var (chains, rules) = skeleton(clusterCIDR: state.clusterCIDR)
         var elements: [String: Set<SetElement>] = [:]
         var selectors = Set<Selector>()
         for c in contributions {
@@ -242,6 +295,7 @@ public enum ServiceRuleset {
             selectors.formUnion(c.selectors)
         }
         elements["nodeport-ips"] = Set(state.nodePortAddresses.filter(\.isIPv4).map { SetElement(.ip($0)) })
+        elements["service-cidrs"] = serviceCIDRElements(state.serviceCIDRs)
         for s in selectors.sorted() {
             let (chain, chainRules) = selectorChain(s, clusterCIDR: state.clusterCIDR)
             chains.append(chain)
@@ -253,6 +307,11 @@ public enum ServiceRuleset {
             return s
         }
         return Ruleset(tables: [table], chains: chains, sets: sets, rules: rules)
+    }
+
+    /// The `service-cidrs` elements: IPv4 ranges, which ``ProxyState/serviceCIDRs`` keeps disjoint.
+    static func serviceCIDRElements(_ cidrs: [CIDR]) -> Set<SetElement> {
+        Set(cidrs.filter { $0.family == .ipv4 }.map { SetElement(prefix: $0) })
     }
 
     /// meta mark |= 0x4000

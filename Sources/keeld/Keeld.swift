@@ -52,6 +52,9 @@ struct Keeld: AsyncParsableCommand {
     @Option(help: "Comma-separated CIDRs: NodePorts answer only on node addresses inside them (default: every node address; never 127.0.0.0/8).")
     var nodeportAddresses: String = ""
 
+    @Option(help: "Comma-separated CIDRs of the Service cluster IP ranges (the API server's --service-cluster-ip-range), added to the ServiceCIDR objects: the proxy drops traffic to their addresses that no Service holds.")
+    var serviceCidr: String = ""
+
     @Option(help: "Port of /healthz (200 while proxy syncs succeed).")
     var healthzPort: UInt16 = 10256
 
@@ -100,6 +103,9 @@ struct Keeld: AsyncParsableCommand {
         for part in nodeportAddresses.split(separator: ",") where CIDR(part) == nil {
             throw ValidationError("--nodeport-addresses: \(part) is not a CIDR")
         }
+        for part in serviceCidr.split(separator: ",") where !part.contains("/") || CIDR(part) == nil {   // a range, not an address
+            throw ValidationError("--service-cidr: \(part) is not a CIDR")
+        }
     }
 
     func run() async throws {
@@ -123,7 +129,7 @@ struct Keeld: AsyncParsableCommand {
         let store = ClusterStore()
         var kinds: Set<ObjectKind> = []
         if routes { kinds.insert(.node) }
-        if proxy { kinds.formUnion([.service, .endpointSlice]) }
+        if proxy { kinds.formUnion(ServiceProxyController.kinds) }
         if policy { kinds.formUnion(PolicyController.kinds) }
         let socket = try RouteSocket()
         let apiMetrics = KubeAPIMetrics()
@@ -182,6 +188,7 @@ struct Keeld: AsyncParsableCommand {
             let ipvsMode = ipvsTable != nil
             let filter = nodeportAddresses.split(separator: ",").compactMap { CIDR($0) }
             let cluster = CIDR(clusterCIDR)
+            let serviceRanges = serviceCidr.split(separator: ",").compactMap { CIDR($0)?.masked }
             let controller = ServiceProxyController(
                 store: store, dataplane: dataplane,
                 node: {
@@ -190,7 +197,8 @@ struct Keeld: AsyncParsableCommand {
                     // (try?: no dummy yet means no service address to leave out.)
                     let dummy = ipvsMode ? (try? socket.link(.name(KernelIPVSNodeDevices.dummyName)))?.index : nil
                     let addresses = try socket.addresses(family: .ipv4).filter { $0.linkIndex != dummy }.map(\.cidr.address)
-                    return ProxyNodeConfig(nodeName: name, nodeAddresses: addresses, nodePortAddresses: filter, clusterCIDR: cluster)
+                    return ProxyNodeConfig(nodeName: name, nodeAddresses: addresses, nodePortAddresses: filter, clusterCIDR: cluster,
+                                           serviceCIDRs: serviceRanges)
                 },
                 logger: Logger(label: "keeld.proxy"), report: { metrics.record($0) })
             tasks.append(Task { await controller.run(resync: .seconds(resyncSeconds)) })

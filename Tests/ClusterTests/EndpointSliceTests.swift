@@ -246,9 +246,9 @@ import Testing
             let (logger, log) = capturingLogger()
             let store = ClusterStore()
             let source = ManifestDirectorySource(directory: dir, logger: logger)
-            #expect(source.listedKinds == [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy])
+            #expect(source.listedKinds == [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy, .serviceCIDR])
             #expect(ManifestDirectorySource(directory: dir, logger: logger, kinds: [.node, .pod]).listedKinds == [.node, .pod])
-            #expect(ManifestDecoder.supportedKinds == [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy])
+            #expect(ManifestDecoder.supportedKinds == [.node, .service, .endpointSlice, .pod, .namespace, .networkPolicy, .serviceCIDR])
 
             let problems = source.loadOnce(into: store)
             let snapshot = store.snapshot()

@@ -139,8 +139,9 @@ import Testing
             defer { run.cancel() }
             // Generous timeouts: the whole suite runs in parallel on two cores; the debounce count is
             // what this test is about, not the latency.
-            #expect(Set(await recorder.wait(for: 6, timeout: .seconds(20)))
-                    == [.listed(.node), .listed(.service), .listed(.endpointSlice), .listed(.pod), .listed(.namespace), .listed(.networkPolicy)])
+            #expect(Set(await recorder.wait(for: 7, timeout: .seconds(20)))
+                    == [.listed(.node), .listed(.service), .listed(.endpointSlice), .listed(.pod), .listed(.namespace), .listed(.networkPolicy),
+                        .listed(.serviceCIDR)])
             recorder.clear()
             for i in 1...20 {
                 try write(nodeYAML("n\(i)", podCIDR: "10.244.\(i).0/24", ip: "10.0.0.\(i)"), to: dir + "/n\(i).yaml")

@@ -1,5 +1,7 @@
 import CNI
+import Cluster
 import Foundation
+import KubeAPI
 import Testing
 import Yams
 
@@ -237,7 +239,8 @@ import Yams
         #expect(ports["metrics"] == metrics)
     }
 
-    /// Exactly get/list/watch on the six kinds keeld reads and patch on nodes and nodes/status.
+    /// Exactly get/list/watch on every kind keeld reads (from the paths its API source lists and
+    /// watches) and patch on nodes and nodes/status.
     @Test func clusterRoleIsExactlyWhatKeeldNeeds() throws {
         let m = try Self.manifests()
         let role = try m.one("ClusterRole", as: ClusterRole.self)
@@ -255,10 +258,13 @@ import Yams
             }
         }
         var expected: Set<Grant> = []
-        for (group, resource) in [("", "nodes"), ("", "services"), ("", "pods"), ("", "namespaces"),
-                                  ("discovery.k8s.io", "endpointslices"), ("networking.k8s.io", "networkpolicies")] {
+        // `/api/v1/<resource>` is the core group, `/apis/<group>/<version>/<resource>` any other.
+        for kind in ObjectKind.allCases where ManifestDecoder.supportedKinds.contains(kind) {
+            let parts = kind.apiPath.split(separator: "/").map(String.init)
+            let (group, resource) = parts.first == "api" ? ("", parts[2]) : (parts[1], parts[3])
             for verb in ["get", "list", "watch"] { expected.insert(Grant(group: group, resource: resource, verb: verb)) }
         }
+        #expect(expected.contains(Grant(group: "networking.k8s.io", resource: "servicecidrs", verb: "watch")))
         expected.insert(Grant(group: "", resource: "nodes", verb: "patch"))
         expected.insert(Grant(group: "", resource: "nodes/status", verb: "patch"))
         #expect(granted.subtracting(expected).isEmpty, "more than keeld needs: \(granted.subtracting(expected).sorted { "\($0)" < "\($1)" })")

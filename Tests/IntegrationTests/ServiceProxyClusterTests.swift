@@ -306,10 +306,10 @@ private final class ProxyCluster {
     private(set) var pods: [BackendPod] = []
     static let agentArgs = ["--proxy", "--cluster-cidr", "10.244.0.0/16"]
 
-    init(lab: NetnsLab, proxy: Bool = true) throws {
+    init(lab: NetnsLab, proxy: Bool = true, extraArgs: [String] = []) throws {
         cluster = try TestCluster(lab: lab, nodeCount: 2)
         overlay = try OverlayLab(cluster: cluster, backend: "host-gw")
-        for n in cluster.nodes { try overlay.startAgent(n, extra: proxy ? Self.agentArgs : []) }
+        for n in cluster.nodes { try overlay.startAgent(n, extra: (proxy ? Self.agentArgs : []) + extraArgs) }
         let (o, nodes) = (overlay, cluster.nodes)
         try waitFor("node files", timeout: 10) { nodes.allSatisfy { access(o.nodeFile($0.name), R_OK) == 0 } }
         (client, clientIP) = try overlay.addPod(cluster.nodes[0], "client")
@@ -716,6 +716,151 @@ struct ServiceProxyClusterTests {
             let nft = try c.node1.namespace.run { try NFTablesSocket() }
             #expect(try nft.tables().filter { $0.name == "keel-proxy" }.count == 1)
             #expect(BackendReply(try TrafficProbe.tcpConnect(from: c.client, to: vip, port: 80).reply) != nil)
+        }
+    }
+
+    // MARK: Issue 13: traffic policies, unused service addresses, affinity state
+
+    /// externalTrafficPolicy Local narrows outside clients only: a pod and the node itself reach the
+    /// node port and the external IP through the endpoint on the other node (the pod keeps its
+    /// address, the node is masqueraded); an outside client gets nothing from node1 (dropped, not
+    /// refused) and keeps its address through node2, which has the endpoint.
+    @Test func externalTrafficPolicyLocalAppliesToOutsideClientsOnly() throws {
+        try NetnsLab.with(prefix: Self.prefix) { lab in
+            let c = try ProxyCluster(lab: lab)
+            let far = try c.backend(c.node2, "far")
+            let extIP = "192.168.61.10"
+            try c.service("etp", clusterIP: "10.96.12.10", type: "NodePort", ports: [PortSpec(nodePort: 30087)], backends: [far],
+                          spec: ["  externalTrafficPolicy: Local", "  externalIPs: [\"\(extIP)\"]"])
+            // The node's own connections to the external IP need a route for it (any: the DNAT
+            // happens in the output hook, before the packet follows it).
+            try c.node1.namespace.route.addRoute(Route(destination: CIDR("\(extIP)/32")!, gateway: c.node2.ip))
+            for (address, port) in [(c.node1.ip, UInt16(30087)), (ip(extIP), UInt16(80))] {
+                let fromPod = try c.waitForReply(from: c.client, to: address, port)
+                #expect(fromPod.backend == far.name && fromPod.peer == "\(c.clientIP)", "pod → \(address):\(port): \(fromPod)")
+                let fromNode = try c.waitForReply(from: c.node1.namespace, to: address, port)
+                #expect(fromNode.backend == far.name && fromNode.peer == "\(c.node1.ip)", "node1 → \(address):\(port): \(fromNode)")
+            }
+            let (ext, extClientIP) = try c.externalClient(routing: [extIP])
+            #expect(try TrafficProbe.tcpConnect(from: ext, to: c.node1.ip, port: 30087, timeoutMilliseconds: 1000) == .timedOut)
+            #expect(try TrafficProbe.tcpConnect(from: ext, to: ip(extIP), port: 80, timeoutMilliseconds: 1000) == .timedOut)
+            let viaNode2 = try c.waitForReply(from: ext, to: c.node2.ip, 30087)
+            #expect(viaNode2.backend == far.name && viaNode2.peer == "\(extClientIP)", "\(viaNode2)")
+        }
+    }
+
+    /// internalTrafficPolicy Local with the only endpoint on node2: node1 drops cluster-IP traffic
+    /// (the client waits, as with kube-proxy) rather than refusing it; node2 serves it.
+    @Test func internalTrafficPolicyLocalWithoutALocalEndpointDrops() throws {
+        try NetnsLab.with(prefix: Self.prefix) { lab in
+            let c = try ProxyCluster(lab: lab)
+            let far = try c.backend(c.node2, "itp")
+            let vip = ip("10.96.13.10")
+            try c.service("itp", clusterIP: "\(vip)", backends: [far], spec: ["  internalTrafficPolicy: Local"])
+            #expect(try c.waitForReply(from: c.node2.namespace, to: vip, 80).backend == far.name)
+            let key = [DataValue.ip(vip), .proto(.tcp), .port(80)]
+            _ = try eventually("node1 drops \(vip):80") {
+                try c.proxyTable(c.node1)?.set("no-endpoint-services", in: ServiceRuleset.table)?.elements
+                    .contains(SetElement(key, verdict: .drop)) == true ? true : nil
+            }
+            #expect(try TrafficProbe.tcpConnect(from: c.client, to: vip, port: 80, timeoutMilliseconds: 1000) == .timedOut)
+        }
+    }
+
+    /// A cluster IP on a port none of its Service's ports uses is refused at once; an address of the
+    /// service range (here from a ServiceCIDR object) that no Service holds is dropped at node1, even
+    /// where something else would answer it.
+    @Test func unusedPortsAndAddressesOfTheServiceRange() throws {
+        try NetnsLab.with(prefix: Self.prefix) { lab in
+            let c = try ProxyCluster(lab: lab)
+            let b = try c.backend(c.node1, "used")
+            let vip = ip("10.96.14.10"), unused = ip("10.96.14.11")
+            // Something on node2 answers the unused address: without the drop at node1, the pod would reach it.
+            let lo = try c.node2.namespace.route.link("lo")
+            try c.node2.namespace.route.addAddress(InterfaceAddress(linkIndex: lo.index, cidr: CIDR(unused, prefixLength: 32)!))
+            let impostor = try PeerServer(in: c.node2.namespace, address: unused, port: 80)
+            defer { impostor.stop() }
+            try c.node1.namespace.route.addRoute(Route(destination: CIDR(unused, prefixLength: 32)!, gateway: c.node2.ip))
+            #expect(BackendReply(try TrafficProbe.tcpConnect(from: c.client, to: unused, port: 80).reply)?.backend == impostor.name,
+                    "before the ServiceCIDR, the address is routed like any other")
+
+            try c.service("used", clusterIP: "\(vip)", backends: [b])
+            try c.write("servicecidr", """
+                apiVersion: networking.k8s.io/v1
+                kind: ServiceCIDR
+                metadata:
+                  name: kubernetes
+                spec:
+                  cidrs: ["10.96.0.0/16"]
+
+                """)
+            try c.waitForReply(from: c.client, to: vip, 80)
+            _ = try eventually("node1's service-cidrs set") {
+                try c.proxyTable(c.node1)?.set("service-cidrs", in: ServiceRuleset.table)?.elements
+                    == [SetElement(prefix: CIDR("10.96.0.0/16")!)] ? true : nil
+            }
+            let clock = ContinuousClock()
+            for client in [c.client, c.node1.namespace] {
+                let start = clock.now
+                #expect(try TrafficProbe.tcpConnect(from: client, to: vip, port: 81, timeoutMilliseconds: 1000) == .refused)
+                #expect(clock.now - start < .milliseconds(300))
+            }
+            #expect(try TrafficProbe.tcpConnect(from: c.client, to: unused, port: 80, timeoutMilliseconds: 1000) == .timedOut)
+            // The service port itself still serves.
+            #expect(BackendReply(try TrafficProbe.tcpConnect(from: c.client, to: vip, port: 80).reply)?.backend == b.name)
+        }
+    }
+
+    /// `--service-cidr` alone (no ServiceCIDR object): its ranges, merged, are the dropped range; a
+    /// range that is not a CIDR stops keeld before it changes anything.
+    @Test func serviceCIDRFlag() throws {
+        try NetnsLab.with(prefix: Self.prefix) { lab in
+            let c = try ProxyCluster(lab: lab, extraArgs: ["--service-cidr", "10.96.0.0/16,10.96.16.0/24,10.100.0.0/24"])
+            let b = try c.backend(c.node1, "flag")
+            let vip = ip("10.96.16.10")
+            try c.service("flag", clusterIP: "\(vip)", backends: [b])
+            try c.waitForReply(from: c.client, to: vip, 80)
+            let ranges = try #require(try c.proxyTable(c.node1)?.set("service-cidrs", in: ServiceRuleset.table)?.elements)
+            #expect(ranges == [SetElement(prefix: CIDR("10.96.0.0/16")!), SetElement(prefix: CIDR("10.100.0.0/24")!)])
+            #expect(try TrafficProbe.tcpConnect(from: c.client, to: vip, port: 81, timeoutMilliseconds: 1000) == .refused)
+
+            let bad = try c.node1.namespace.exec(["\(CNIRunner.keelPluginDirectory)/keeld", "--manifests", c.overlay.manifests, "--proxy",
+                                                  "--service-cidr", "10.96.0.0/16,10.96.0.1"])
+            #expect(bad.exitStatus != 0 && bad.stderr.contains("--service-cidr: 10.96.0.1 is not a CIDR"), "\(bad.stderr)")
+        }
+    }
+
+    /// Turning ClientIP affinity off removes that Service's entries from the affinity map (they
+    /// would otherwise stay for their timeout and pin clients again if affinity came back), and
+    /// leaves other Services' entries alone.
+    @Test func affinityTurnedOffLeavesNoStateBehind() throws {
+        try NetnsLab.with(prefix: Self.prefix) { lab in
+            let c = try ProxyCluster(lab: lab)
+            let b1 = try c.backend(c.node1, "s1"), b2 = try c.backend(c.node2, "s2"), b3 = try c.backend(c.node2, "s3")
+            let vip = ip("10.96.15.10"), other = ip("10.96.15.20")
+            let sticky = ["  sessionAffinity: ClientIP", "  sessionAffinityConfig:", "    clientIP:", "      timeoutSeconds: 600"]
+            try c.service("sticky", clusterIP: "\(vip)", backends: [b1, b2, b3], spec: sticky)
+            try c.service("other", clusterIP: "\(other)", backends: [b1, b2], spec: sticky)
+            try c.waitForReply(from: c.client, to: vip, 80)
+            try c.waitForReply(from: c.client, to: other, 80)
+            let nft = try c.node1.namespace.run { try NFTablesSocket() }
+            let map = try #require(ServiceRuleset.sets.first { $0.name == "affinity" })
+            func entries(_ address: IPAddress) throws -> Int { try nft.elements(of: map).filter { $0.key.count == 4 && $0.key[1] == .ip(address) }.count }
+            #expect(try entries(vip) == 1 && entries(other) == 1)
+
+            try c.service("sticky", clusterIP: "\(vip)", backends: [b1, b2, b3])
+            _ = try eventually("sticky without affinity in node1's table") {
+                try c.proxyTable(c.node1)?.set("service-ips", in: ServiceRuleset.table)?.elements
+                    .contains(SetElement([.ip(vip), .proto(.tcp), .port(80)], verdict: .goto("svc-3"))) == true ? true : nil
+            }
+            #expect(try entries(vip) == 0, "the sticky service's affinity entries are flushed")
+            #expect(try entries(other) == 1, "another service's entries stay")
+            var seen = Set<String>()
+            for _ in 0..<40 where seen.count < 2 {
+                if let r = BackendReply(try TrafficProbe.tcpConnect(from: c.client, to: vip, port: 80).reply) { seen.insert(r.backend) }
+            }
+            #expect(seen.count >= 2, "connections spread again: \(seen)")
+            #expect(try entries(vip) == 0)
         }
     }
 }

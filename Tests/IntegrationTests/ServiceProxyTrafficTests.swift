@@ -99,22 +99,93 @@ struct ServiceDataplaneIncrementalTests {
                                  affinityTimeout: affinity,
                                  internalBackends: (0..<backends).map { Backend(.v4(IPv4Address(0x0AF4_0000 + UInt32(i * 16 + $0))), 8080) })
             }
+            /// externalTrafficPolicy Local with `local` of its backends on this node, and an external IP.
+            func etpLocal(_ i: Int, backends: Int, local: Int) -> ServicePortState {
+                var s = svc(i, backends: backends, nodePort: UInt16(30000 + i))
+                s.externalIPs = [.v4(IPv4Address(0xCB00_7100 + UInt32(i)))]
+                s.externalLocal = true
+                s.externalBackends = Array(s.internalBackends.prefix(local))
+                return s
+            }
+            /// internalTrafficPolicy Local without an endpoint here: dropped, not refused.
+            func itpLocal(_ i: Int, remote: Int) -> ServicePortState {
+                var s = svc(i, backends: remote)
+                s.clusterBackends = s.internalBackends
+                s.internalBackends = []
+                return s
+            }
             let cidr = CIDR("10.244.0.0/16")
-            let steps: [[ServicePortState]] = [
-                [],
-                [svc(1, backends: 2), svc(2, backends: 0, nodePort: 30002)],
-                [svc(1, backends: 3), svc(2, backends: 1, nodePort: 30002), svc(3, backends: 2, affinity: 60)],
-                [svc(2, backends: 1, nodePort: 30002), svc(3, backends: 2, affinity: 60)],
-                [svc(3, backends: 1)],
+            let steps: [([ServicePortState], [String])] = [
+                ([], []),
+                ([svc(1, backends: 2), svc(2, backends: 0, nodePort: 30002)], ["10.96.0.0/16"]),
+                ([svc(1, backends: 3), svc(2, backends: 1, nodePort: 30002), svc(3, backends: 2, affinity: 60), etpLocal(4, backends: 2, local: 0)],
+                 ["10.96.0.0/12", "10.100.0.0/24"]),
+                ([svc(2, backends: 1, nodePort: 30002), svc(3, backends: 2, affinity: 60), etpLocal(4, backends: 3, local: 1), itpLocal(5, remote: 2)],
+                 ["10.96.0.0/12", "10.100.0.0/24"]),
+                ([svc(3, backends: 1), etpLocal(4, backends: 1, local: 0), itpLocal(5, remote: 0)], ["10.96.0.0/16"]),
+                ([svc(3, backends: 1)], []),
             ]
-            for (n, services) in steps.enumerated() {
-                let state = ProxyState(services: services, nodePortAddresses: [IPAddress("192.168.50.11")!], clusterCIDR: cidr)
+            for (n, (services, ranges)) in steps.enumerated() {
+                let state = ProxyState(services: services, nodePortAddresses: [IPAddress("192.168.50.11")!], clusterCIDR: cidr,
+                                       serviceCIDRs: ranges.map { CIDR($0)! })
                 try dataplane.apply(state)
                 var got = try #require(try nft.table(named: "keel-proxy", family: .ip))
                 if let i = got.sets.firstIndex(where: { $0.name == "affinity" }) { got.sets[i].elements = [] }
                 let want = ServiceRuleset.ruleset(state)
                 #expect(got == want, "step \(n): \(transaction(from: want, to: got))")
             }
+        }
+    }
+}
+
+extension ServiceDataplaneIncrementalTests {
+    /// The affinity map holds the packet path's entries, keyed client . destination . protocol .
+    /// port. A service port whose affinity goes, whose timeout changes or that goes away loses its
+    /// entries (its cluster IP's and its node port's on every node address); other services keep
+    /// theirs. A restarted agent drops the entries no affinity service of its state owns.
+    @Test func affinityEntriesFollowTheirServices() throws {
+        try NetnsLab.with(prefix: "keel-t") { lab in
+            let ns = try lab.namespace("px-aff")
+            let nft = try ns.run { try NFTablesSocket() }
+            let node = IPAddress("192.168.50.11")!
+            func svc(_ i: Int, affinity: UInt32?, nodePort: UInt16? = nil) -> ServicePortState {
+                ServicePortState(name: ServicePortName(namespace: "ns", name: "s\(i)", port: "", proto: .tcp),
+                                 clusterIPs: [IPAddress("10.96.0.\(i)")!], port: 80, nodePort: nodePort, affinityTimeout: affinity,
+                                 internalBackends: [Backend(IPAddress("10.244.1.\(i)")!, 8080), Backend(IPAddress("10.244.2.\(i)")!, 8080)])
+            }
+            func state(_ services: [ServicePortState]) -> ProxyState {
+                ProxyState(services: services, nodePortAddresses: [node], clusterCIDR: CIDR("10.244.0.0/16"))
+            }
+            let map = try #require(ServiceRuleset.sets.first { $0.name == "affinity" })
+            /// One remembered client per destination, as the packet path would have added it.
+            func remember(_ destinations: [(IPAddress, UInt16)]) throws {
+                var tx = Transaction()
+                tx.add(elements: destinations.map { d, port in
+                    SetElement([.ip(IPAddress("10.244.9.9")!), .ip(d), .proto(.tcp), .port(port)],
+                               data: [.ip(IPAddress("10.244.1.1")!), .port(8080)], timeout: .seconds(600))
+                }, to: map)
+                try nft.apply(tx)
+            }
+            func remembered() throws -> Set<String> {
+                Set(try nft.elements(of: map).map { "\($0.key[1]):\($0.key[3])" })
+            }
+            let dataplane = NFTablesServiceDataplane(nft: nft, conntrack: nil, logger: .init(label: "test"))
+            try dataplane.apply(state([svc(1, affinity: 60), svc(2, affinity: 60), svc(3, affinity: 60, nodePort: 30003)]))
+            try remember([(IPAddress("10.96.0.1")!, 80), (IPAddress("10.96.0.2")!, 80), (IPAddress("10.96.0.3")!, 80), (node, 30003)])
+            #expect(try remembered() == ["10.96.0.1:80", "10.96.0.2:80", "10.96.0.3:80", "192.168.50.11:30003"])
+
+            try dataplane.apply(state([svc(1, affinity: 120), svc(2, affinity: 60), svc(3, affinity: 60, nodePort: 30003)]))
+            #expect(try remembered() == ["10.96.0.2:80", "10.96.0.3:80", "192.168.50.11:30003"], "a new timeout forgets the old entries")
+            try dataplane.apply(state([svc(1, affinity: 120), svc(2, affinity: nil), svc(3, affinity: 60, nodePort: 30003)]))
+            #expect(try remembered() == ["10.96.0.3:80", "192.168.50.11:30003"], "affinity turned off forgets them")
+            try dataplane.apply(state([svc(1, affinity: 120), svc(2, affinity: nil)]))
+            #expect(try remembered().isEmpty, "a service that goes takes its node port's entries too")
+
+            // A restart: entries of destinations without affinity in the new agent's state go, the others stay.
+            try remember([(IPAddress("10.96.0.1")!, 80), (IPAddress("10.96.0.2")!, 80)])
+            let restarted = NFTablesServiceDataplane(nft: nft, conntrack: nil, logger: .init(label: "test"))
+            try restarted.apply(state([svc(1, affinity: 120), svc(2, affinity: nil)]))
+            #expect(try remembered() == ["10.96.0.1:80"])
         }
     }
 }

@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import NetAddress
 import NetnsHarness
 import Synchronization
 import Testing
@@ -215,6 +216,35 @@ struct KubeAPISourceTests {
             #expect(times[2] - times[1] >= .milliseconds(200))
             #expect(run.metrics[.node].errors == 2)
             #expect(run.logs.all.contains { $0.level == .warning && $0.metadata["error"]?.contains("InternalError") == true })
+        }
+    }
+
+    /// ServiceCIDRs are read when the server has them (Kubernetes 1.33+) ...
+    @Test func serviceCIDRsAreListedAndWatched() async throws {
+        let api = try makeAPI()
+        try api.apply(#"{"kind":"ServiceCIDR","apiVersion":"networking.k8s.io/v1","metadata":{"name":"kubernetes"},"spec":{"cidrs":["10.96.0.0/16","fd00::/108"]}}"#)
+        try await withSource(api, kinds: [.serviceCIDR]) { run in
+            try await eventually("listed") { run.store.snapshot().hasListed(.serviceCIDR) }
+            #expect(run.store.snapshot().serviceCIDRs[ObjectKey(kind: .serviceCIDR, name: "kubernetes")]?.cidrs
+                    == [CIDR("10.96.0.0/16")!, CIDR("fd00::/108")!])
+            try api.apply(#"{"kind":"ServiceCIDR","apiVersion":"networking.k8s.io/v1","metadata":{"name":"extra"},"spec":{"cidrs":["10.100.0.0/24"]}}"#)
+            try await eventually("watched") { run.store.snapshot().serviceCIDRs.count == 2 }
+        }
+    }
+
+    /// ... and a server without the resource (404) is said once, not as an error, and counts as
+    /// having none, while the other kinds are served as usual; the source keeps asking.
+    @Test func aServerWithoutServiceCIDRsIsToldOnceAndHasNone() async throws {
+        let api = try makeAPI()
+        try api.apply(Objects.node("a", 1))
+        api.failNext(1000, code: 404, reason: "NotFound") { $0.path == ObjectKind.serviceCIDR.apiPath }
+        try await withSource(api, kinds: [.node, .serviceCIDR]) { run in
+            try await eventually("both listed") { run.store.snapshot().hasListed(.node, .serviceCIDR) }
+            try await eventually("asked again") { api.requests.filter { $0.path == ObjectKind.serviceCIDR.apiPath }.count >= 3 }
+            #expect(run.store.snapshot().serviceCIDRs.isEmpty)
+            #expect(run.logs.all.filter { $0.message.contains("not served") }.count == 1, "\(run.logs.all.map(\.message))")
+            #expect(!run.logs.all.contains { $0.level >= .warning }, "\(run.logs.all.map(\.message))")
+            #expect(run.metrics[.serviceCIDR].errors == 0)
         }
     }
 

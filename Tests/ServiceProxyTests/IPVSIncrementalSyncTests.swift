@@ -71,6 +71,7 @@ struct RandomServices {
             } else if var old = ports[name], chance(0.5) {
                 old.internalBackends = backends(0...4)
                 old.externalBackends = old.externalLocal ? old.internalBackends.filter { $0.address.description.hasPrefix("10.244.1.") } : old.internalBackends
+                old.clusterBackends = old.internalBackends   // internalTrafficPolicy Cluster: every backend
                 ports[name] = old
             } else {
                 ports[name] = port(name)

@@ -61,11 +61,18 @@ import Testing
         for _ in 0..<150 {
             for _ in 0..<Int.random(in: 1...4, using: &rng) {
                 let i = Int.random(in: 0..<21, using: &rng)
-                switch Int.random(in: 0..<6, using: &rng) {
+                switch Int.random(in: 0..<7, using: &rng) {
                 case 0: store.upsert(Self.service(i, &rng))
                 case 1: store.delete(ObjectKey(kind: .service, namespace: Self.namespaces[i % 3], name: "svc-\(i % 7)"))
                 case 2, 3: store.upsert(Self.slice(i, owner: Int.random(in: -1..<21, using: &rng), &rng))   // also relabels
                 case 4: store.delete(ObjectKey(kind: .endpointSlice, namespace: Self.namespaces[i % 3], name: "slice-\(i)"))
+                case 5:
+                    // Service ranges: node-wide, no service port changes with them.
+                    let key = ObjectKey(kind: .serviceCIDR, name: "range-\(i % 3)")
+                    if Bool.random(using: &rng) { store.delete(key) } else {
+                        store.upsert(.serviceCIDR(ServiceCIDR(metadata: ObjectMeta(name: key.name),
+                                                              cidrs: [CIDR("10.\(96 + i % 2).\(i).0/\(16 + i % 9)")!.masked])))
+                    }
                 default: store.upsert(.pod(Pod(metadata: ObjectMeta(name: "p\(i)", namespace: "default"))))   // not the proxy's
                 }
             }

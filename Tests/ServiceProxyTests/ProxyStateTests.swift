@@ -75,4 +75,41 @@ import Testing
         filtered.nodePortAddresses = [CIDR("192.168.50.0/24")!, CIDR("127.0.0.0/8")!]
         #expect(ProxyState(snapshot: Self.snapshot([], []), node: filtered).nodePortAddresses == [Self.ip("192.168.50.11")])
     }
+
+    /// Whatever the traffic policies, `clusterBackends` is every usable endpoint: what pods and the
+    /// node reach on an externalTrafficPolicy Local service's external addresses, and whether the
+    /// service has endpoints at all.
+    @Test func clusterBackendsIgnoreTrafficPolicies() {
+        let endpoints: [EndpointSlice.Endpoint] = [.init(Self.ip("10.244.2.5"), nodeName: "node2"), .init(Self.ip("10.244.3.5"), nodeName: "node3")]
+        let s = Self.snapshot([Self.service("web", type: .nodePort, nodePort: 30080, etp: .local, itp: .local)],
+                              [Self.slice("web-1", for: "web", port: 8080, endpoints)])
+        let svc = ProxyState(snapshot: s, node: node).services.first!
+        #expect(svc.internalBackends.isEmpty && svc.externalBackends.isEmpty, "no endpoint on node1")
+        #expect(svc.clusterBackends == [Backend(Self.ip("10.244.2.5"), 8080), Backend(Self.ip("10.244.3.5"), 8080)])
+        #expect(svc.hasEndpoints)
+    }
+
+    /// The service ranges are the flag's and the ServiceCIDR objects', without duplicates or nested ranges.
+    @Test func serviceCIDRsComeFromTheFlagAndTheServiceCIDRObjects() {
+        var s = Self.snapshot([], [])
+        s.serviceCIDRs = [
+            ObjectKey(kind: .serviceCIDR, name: "kubernetes"): ServiceCIDR(metadata: ObjectMeta(name: "kubernetes"),
+                                                                          cidrs: [CIDR("10.96.0.0/16")!, CIDR("fd00:96::/108")!]),
+            ObjectKey(kind: .serviceCIDR, name: "extra"): ServiceCIDR(metadata: ObjectMeta(name: "extra"), cidrs: [CIDR("10.100.0.0/24")!]),
+        ]
+        var flagged = node
+        flagged.serviceCIDRs = [CIDR("10.96.0.0/12")!]
+        #expect(ProxyState(snapshot: s, node: node).serviceCIDRs == [CIDR("10.96.0.0/16")!, CIDR("10.100.0.0/24")!, CIDR("fd00:96::/108")!])
+        #expect(ProxyState(snapshot: s, node: flagged).serviceCIDRs == [CIDR("10.96.0.0/12")!, CIDR("fd00:96::/108")!])
+    }
+
+    @Test(arguments: [
+        (["10.96.0.0/16", "10.96.0.0/16"], ["10.96.0.0/16"]),
+        (["10.96.5.0/24", "10.96.0.0/16", "10.97.0.0/16"], ["10.96.0.0/16", "10.97.0.0/16"]),
+        (["10.96.0.7/16"], ["10.96.0.0/16"]),
+        ([], []),
+    ])
+    func outermostRangesNeverOverlap(_ given: [String], _ expected: [String]) {
+        #expect(ProxyState.outermost(given.map { CIDR($0)! }) == expected.map { CIDR($0)! })
+    }
 }

@@ -86,3 +86,76 @@ let fixture = ProxyState(
     }
 
 }
+
+/// Traffic policies, unused service addresses: kube-proxy's nftables mode, element by element.
+@Suite struct ServiceRulesetPolicyTests {
+    static let ext = IPAddress("203.0.113.7")!
+    static let remote = [Backend(IPAddress("10.244.2.7")!, 8080), Backend(IPAddress("10.244.3.7")!, 8080)]
+    static let near = Backend(IPAddress("10.244.1.7")!, 8080)
+    static func elements(_ r: Ruleset, _ set: String) -> Set<SetElement> { r.set(set, in: ServiceRuleset.table)?.elements ?? [] }
+
+    /// externalTrafficPolicy Local, endpoints only on other nodes: outside clients are dropped (in
+    /// the filter hooks, as kube-proxy), pods and the node reach every backend through the
+    /// short-circuit maps; the node port likewise.
+    @Test func externalLocalWithoutALocalEndpointShortCircuitsPodsAndTheNode() {
+        let svc = ServicePortState(name: web, clusterIPs: [IPAddress("10.96.0.10")!], port: 80, nodePort: 30080, externalIPs: [Self.ext],
+                                   internalBackends: Self.remote, externalBackends: [], externalLocal: true, clusterBackends: Self.remote)
+        let r = ServiceRuleset.ruleset(ProxyState(services: [svc], nodePortAddresses: [IPAddress("192.168.50.11")!], clusterCIDR: CIDR("10.244.0.0/16")))
+        let key: [DataValue] = [.ip(Self.ext), .proto(.tcp), .port(80)]
+        #expect(Self.elements(r, "short-circuit-ips") == [SetElement(key, verdict: .goto("sc-2"))])
+        #expect(Self.elements(r, "short-circuit-nodeports") == [SetElement([.proto(.tcp), .port(30080)], verdict: .goto("npsc-2"))])
+        #expect(Self.elements(r, "short-circuit-endpoints") == Set(Self.remote.enumerated().map {
+            SetElement(key + [.mark(UInt32($0.offset))], data: [.ip($0.element.address), .port($0.element.port)]) }))
+        #expect(Self.elements(r, "no-endpoint-services") == [SetElement(key, verdict: .drop)])
+        #expect(Self.elements(r, "no-endpoint-nodeports") == [SetElement([.proto(.tcp), .port(30080)], verdict: .drop)])
+        #expect(!Self.elements(r, "service-ips").contains { $0.key == key })
+        #expect(Self.elements(r, "service-nodeports").isEmpty)
+        // Only the node's own connections are masqueraded on the short-circuit (pods keep their address).
+        let sc = r.rules.filter { $0.chain == "sc-2" }
+        #expect(sc.count == 2 && sc[0].comment == "the node's own traffic", "\(sc)")
+    }
+
+    /// With a local endpoint, outside clients use it (source kept) while pods and the node still
+    /// draw from every backend.
+    @Test func externalLocalWithALocalEndpoint() {
+        let all = [Self.near] + Self.remote
+        let svc = ServicePortState(name: web, clusterIPs: [IPAddress("10.96.0.10")!], port: 80, externalIPs: [Self.ext],
+                                   internalBackends: all, externalBackends: [Self.near], externalLocal: true, clusterBackends: all)
+        let r = ServiceRuleset.ruleset(ProxyState(services: [svc]))
+        let key: [DataValue] = [.ip(Self.ext), .proto(.tcp), .port(80)]
+        #expect(Self.elements(r, "service-ips").contains(SetElement(key, verdict: .goto("loc-1"))))
+        #expect(Self.elements(r, "short-circuit-ips") == [SetElement(key, verdict: .goto("sc-3"))])
+        #expect(!Self.elements(r, "no-endpoint-services").contains { $0.key == key })
+    }
+
+    /// Refused at once only when no node has an endpoint; a Local policy without one here drops.
+    @Test(arguments: [
+        ("internalTrafficPolicy Local, endpoints elsewhere", [Backend](), [Backend](), remote, Verdict.drop),
+        ("no endpoints at all", [Backend](), [Backend](), [Backend](), Verdict.goto("reject")),
+    ])
+    func clusterIPWithoutInternalBackends(_ name: String, _ inside: [Backend], _ outside: [Backend], _ cluster: [Backend], _ verdict: Verdict) {
+        let svc = ServicePortState(name: web, clusterIPs: [IPAddress("10.96.0.10")!], port: 80, nodePort: 30080,
+                                   internalBackends: inside, externalBackends: outside, clusterBackends: cluster)
+        let r = ServiceRuleset.ruleset(ProxyState(services: [svc]))
+        #expect(Self.elements(r, "no-endpoint-services") == [SetElement([.ip(IPAddress("10.96.0.10")!), .proto(.tcp), .port(80)], verdict: verdict)], "\(name)")
+        #expect(Self.elements(r, "no-endpoint-nodeports") == [SetElement([.proto(.tcp), .port(30080)], verdict: verdict)], "\(name)")
+    }
+
+    /// Every proxied cluster IP is in `cluster-ips` once, however many ports share it, and the
+    /// service ranges are in `service-cidrs`; both are checked after DNAT in forward and output.
+    @Test func clusterIPsAndServiceRanges() {
+        let vip = IPAddress("10.96.0.10")!
+        let ports = ["http", "https"].map { ServicePortState(name: ServicePortName(namespace: "default", name: "web", port: $0, proto: .tcp),
+                                                             clusterIPs: [vip], port: $0 == "http" ? 80 : 443, internalBackends: [Self.near]) }
+        let state = ProxyState(services: ports, serviceCIDRs: [CIDR("10.96.0.0/16")!, CIDR("10.96.4.0/24")!, CIDR("fd00::/108")!])
+        let r = ServiceRuleset.ruleset(state)
+        #expect(Self.elements(r, "cluster-ips") == [SetElement(.ip(vip))])
+        #expect(Self.elements(r, "service-cidrs") == [SetElement(prefix: CIDR("10.96.0.0/16")!)])
+        for chain in ["filter-forward", "filter-output"] {
+            #expect(r.rules.contains { $0.chain == chain && $0.description.contains("jump cluster-ips-check") }, "\(chain)")
+        }
+        // One port of the two goes: the address stays in the set (the other still uses it).
+        let fewer = ProxyState(services: [ports[0]], serviceCIDRs: state.serviceCIDRs)
+        #expect(transaction(from: r, to: ServiceRuleset.ruleset(fewer)).description.contains("cluster-ips") == false)
+    }
+}

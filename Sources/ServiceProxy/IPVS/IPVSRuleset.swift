@@ -86,7 +86,8 @@ public enum IPVSRuleset {
     static func elements(of svc: ServicePortState, into elements: inout [String: Set<SetElement>]) {
         let proto = DataValue.proto(IPProtocol(rawValue: svc.name.proto.number))
         let port = DataValue.port(svc.port)
-        let anyBackend = !svc.internalBackends.isEmpty || !svc.externalBackends.isEmpty
+        // No endpoint anywhere: refused. Endpoints, none on this node for a Local policy: dropped (kube-proxy).
+        let noLocalEndpoint: Verdict = svc.hasEndpoints ? .drop : .goto("reject")
         func add(_ set: String, _ e: SetElement) { elements[set, default: []].insert(e) }
 
         for ip in svc.clusterIPs where ip.isIPv4 {
@@ -94,27 +95,19 @@ public enum IPVSRuleset {
             add("service-ips", SetElement(.ip(ip)))
             add("service-ports", SetElement(key))
             add("service-masquerade", SetElement(key, verdict: .jump("masquerade-off-cluster")))
-            if svc.internalBackends.isEmpty { add("no-endpoint-services", SetElement(key, verdict: .goto("reject"))) }
+            if svc.internalBackends.isEmpty { add("no-endpoint-services", SetElement(key, verdict: noLocalEndpoint)) }
         }
         for ip in svc.externalIPs + svc.loadBalancerIPs where ip.isIPv4 {
             let key: [DataValue] = [.ip(ip), proto, port]
             add("service-ips", SetElement(.ip(ip)))
             add("service-ports", SetElement(key))
             if !svc.externalLocal { add("service-masquerade", SetElement(key, verdict: .jump("mark-for-masquerade"))) }
-            if !anyBackend {
-                add("no-endpoint-services", SetElement(key, verdict: .goto("reject")))
-            } else if svc.externalBackends.isEmpty {
-                add("no-endpoint-services", SetElement(key, verdict: .drop))   // externalTrafficPolicy Local, no local backend
-            }
+            if svc.externalBackends.isEmpty { add("no-endpoint-services", SetElement(key, verdict: noLocalEndpoint)) }
         }
         if let np = svc.nodePort {
             let key: [DataValue] = [proto, .port(np)]
             if !svc.externalLocal { add("nodeport-masquerade", SetElement(key, verdict: .jump("mark-for-masquerade"))) }
-            if !anyBackend {
-                add("no-endpoint-nodeports", SetElement(key, verdict: .goto("reject")))
-            } else if svc.externalBackends.isEmpty {
-                add("no-endpoint-nodeports", SetElement(key, verdict: .drop))
-            }
+            if svc.externalBackends.isEmpty { add("no-endpoint-nodeports", SetElement(key, verdict: noLocalEndpoint)) }
         }
         let ranges = svc.loadBalancerSourceRanges.filter { $0.family == .ipv4 }
         if !ranges.isEmpty {
