@@ -32,7 +32,7 @@ public struct BridgeConfig: Sendable {
     init(_ raw: Raw, config: NetworkConfig) throws {
         let name = raw.bridge ?? "cni0"
         guard let bridgeName = InterfaceName(name) else {
-            throw PodNetworkError.invalidConfig(field: "bridge", reason: "\"\(name)\" is not a valid interface name")
+            throw PodNetworkError.invalidConfig(field: "bridge", reason: "\"\(quoted: name)\" is not a valid interface name")
         }
         bridge = bridgeName
         isDefaultGateway = raw.isDefaultGateway ?? false
@@ -41,7 +41,7 @@ public struct BridgeConfig: Sendable {
         forceAddress = raw.forceAddress ?? false
         ipMasq = raw.ipMasq ?? false
         if let backend = raw.ipMasqBackend, backend != "nftables" {
-            throw PodNetworkError.unsupportedField("ipMasqBackend", reason: "Keel masquerades with nftables only; \"\(backend)\" is not available (remove the field or set \"nftables\")")
+            throw PodNetworkError.unsupportedField("ipMasqBackend", reason: "Keel masquerades with nftables only; \"\(quoted: backend)\" is not available (remove the field or set \"nftables\")")
         }
         if let m = raw.mtu {
             guard m >= 68, m <= 65535 else { throw PodNetworkError.invalidConfig(field: "mtu", reason: "\(m) is outside 68…65535") }
@@ -58,7 +58,7 @@ public struct BridgeConfig: Sendable {
         if raw.macspoofchk == true { throw PodNetworkError.unsupportedField("macspoofchk", reason: "MAC spoof checking is not supported by Keel's bridge yet") }
         let macText = config.runtimeConfig?.mac?.description ?? raw.args?.cni?.mac
         if let macText {
-            guard let mac = MACAddress(macText) else { throw PodNetworkError.invalidConfig(field: "args.cni.mac", reason: "\"\(macText)\" is not a MAC address") }
+            guard let mac = MACAddress(macText) else { throw PodNetworkError.invalidConfig(field: "args.cni.mac", reason: "\"\(quoted: macText)\" is not a MAC address") }
             self.mac = mac
         }
         guard let ipam = config.ipam, !ipam.type.isEmpty else {

@@ -11,8 +11,13 @@ import Netlink
 public struct BridgeNetwork {
     /// rtnetlink in the node's namespace (where the plugin runs).
     let host: RouteSocket
+    /// The IPAM plugin's own config checks, run in-process before ADD creates anything.
+    let ipamCheck: IPAMConfigCheck?
 
-    public init(host: RouteSocket) { self.host = host }
+    public init(host: RouteSocket, ipamCheck: IPAMConfigCheck? = nil) {
+        self.host = host
+        self.ipamCheck = ipamCheck
+    }
 
     // MARK: - ADD
 
@@ -22,9 +27,12 @@ public struct BridgeNetwork {
 
     /// ADD with a config built by the caller (the overlay plugins derive theirs from the node file).
     public func add(_ request: CNIRequest, config: BridgeConfig) throws -> CNIResult {
+        // A config IPAM would refuse (a multicast subnet, a gateway on the broadcast address) is
+        // refused here, before the veth that is made while the IPAM plugin runs.
+        try ipamCheck?(config.ipamType, request)
         let (podNS, pod) = try openPod(request.netns)
         guard let ifName = InterfaceName(request.ifName) else {
-            throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\"\(request.ifName)\" is not a valid interface name")
+            throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\"\(quoted: request.ifName)\" is not a valid interface name")
         }
         if (try? pod.link(.name(ifName))) != nil {                 // lookup failure means "absent", the case we want
             throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\(ifName) already exists in \(podNS.path)")
@@ -41,7 +49,14 @@ public struct BridgeNetwork {
             guard !ipam.ips.isEmpty else { throw PodNetworkError.ipamReturnedNoAddress(ipamType: config.ipamType) }
             // The bridge is shared and never rolled back, so it is made only once IPAM has accepted
             // the config: a malformed one leaves the node exactly as it was.
-            let bridge = try ensureBridge(config)
+            let (bridge, createdBridge) = try ensureBridge(config)
+            if createdBridge {
+                // Made for this ADD: a late failure (a route the pod's kernel refuses) must not leave
+                // it, with its gateway address, on a node that had none.
+                rollback.onFailure("delete \(config.bridge) (made by this ADD)") {
+                    try deleteBridgeIfUnused(bridge.index, except: hostEnd.index)
+                }
+            }
             try kernel { () throws(NetlinkError) in
                 try host.setMaster(.index(hostEnd.index), bridge.index)
                 if config.hairpinMode || config.portIsolation {
@@ -72,14 +87,17 @@ public struct BridgeNetwork {
         }
     }
 
-    /// The bridge named in the config, created (up, with the config's MTU) if missing.
-    func ensureBridge(_ config: BridgeConfig) throws -> Link {
+    /// The bridge named in the config, created (up, with the config's MTU) if missing; `created` says
+    /// whether this call made it.
+    func ensureBridge(_ config: BridgeConfig) throws -> (bridge: Link, created: Bool) {
         var bridge: Link
+        var created = false
         do {
             bridge = try host.link(.name(config.bridge))
         } catch where error.errno == .operationNotSupportedByDevice {
             do {
                 bridge = try host.createLink(LinkSpec(name: config.bridge, kind: .bridge, mtu: config.mtu, up: true))
+                created = true
             } catch where error.isAlreadyExists {
                 // Another ADD created it in the meantime.
                 bridge = try kernel { () throws(NetlinkError) in try host.link(.name(config.bridge)) }
@@ -94,7 +112,16 @@ public struct BridgeNetwork {
         if config.promiscMode && !bridge.isPromiscuous {
             try kernel { () throws(NetlinkError) in try host.setPromiscuous(.index(bridge.index), true) }
         }
-        return bridge
+        return (bridge, created)
+    }
+
+    /// Deletes the bridge `index` unless a port other than `except` is on it: a concurrent ADD that
+    /// attached its pod meanwhile keeps it. (One that found the bridge but has not attached yet fails
+    /// its own ADD with ENODEV and rolls back; the runtime retries it.)
+    func deleteBridgeIfUnused(_ index: Int32, except port: Int32) throws {
+        let links = try kernel { () throws(NetlinkError) in try host.links() }
+        guard !links.contains(where: { $0.masterIndex == index && $0.index != port }) else { return }
+        do { try host.deleteLink(.index(index)) } catch where error.isAlreadyGone {} catch { throw PodNetworkError.kernel(error) }
     }
 
     /// A veth pair in one request: the host end `vethXXXXXXXX` here, the pod end created directly in
