@@ -56,9 +56,14 @@ public struct BridgeConfig: Sendable {
         if let t = raw.vlanTrunk, !t.isEmpty { throw PodNetworkError.unsupportedField("vlanTrunk", reason: "VLAN trunks are not supported by Keel's bridge yet") }
         if raw.preserveDefaultVlan == false { throw PodNetworkError.unsupportedField("preserveDefaultVlan", reason: "VLAN filtering is not supported by Keel's bridge yet") }
         if raw.macspoofchk == true { throw PodNetworkError.unsupportedField("macspoofchk", reason: "MAC spoof checking is not supported by Keel's bridge yet") }
+        let macField = config.runtimeConfig?.mac != nil ? "runtimeConfig.mac" : "args.cni.mac"
         let macText = config.runtimeConfig?.mac?.description ?? raw.args?.cni?.mac
         if let macText {
-            guard let mac = MACAddress(macText) else { throw PodNetworkError.invalidConfig(field: "args.cni.mac", reason: "\"\(quoted: macText)\" is not a MAC address") }
+            guard let mac = MACAddress(macText) else { throw PodNetworkError.invalidConfig(field: macField, reason: "\"\(quoted: macText)\" is not a MAC address") }
+            // The kernel refuses these on the veth (EADDRNOTAVAIL) after IPAM has reserved.
+            guard mac.bytes[0] & 1 == 0, mac != .zero else {
+                throw PodNetworkError.invalidConfig(field: macField, reason: "\(mac) is not a unicast MAC address")
+            }
             self.mac = mac
         }
         guard let ipam = config.ipam, !ipam.type.isEmpty else {

@@ -47,6 +47,10 @@ public struct BridgeNetwork {
             rollback.onFailure("delete \(hostEnd.name)") { try host.deleteLink(.index(hostEnd.index)) }
             var ipam = try allocation.value()
             guard !ipam.ips.isEmpty else { throw PodNetworkError.ipamReturnedNoAddress(ipamType: config.ipamType) }
+            // Below 1280 the kernel disables IPv6 on the links, and the pod's address would fail later.
+            if let mtu = config.mtu, mtu < 1280, let v6 = ipam.ips.first(where: { $0.address.family == .ipv6 }) {
+                throw PodNetworkError.invalidConfig(field: "mtu", reason: "\(mtu) is below 1280, the IPv6 minimum, and IPAM gave \(v6.address)")
+            }
             // The bridge is shared and never rolled back, so it is made only once IPAM has accepted
             // the config: a malformed one leaves the node exactly as it was.
             let (bridge, createdBridge) = try ensureBridge(config)

@@ -43,6 +43,9 @@ let ipam = #""ipam":{"type":"host-local","subnet":"10.244.1.0/24"}"#
         (#""bridge":"much-too-long-bridge-name""#, 7, "bridge"),
         (#""mtu":20"#, 7, "mtu"),
         (#""args":{"cni":{"mac":"nope"}}"#, 7, "args.cni.mac"),
+        (#""args":{"cni":{"mac":"01:00:5e:00:00:01"}}"#, 7, "args.cni.mac"),
+        (#""args":{"cni":{"mac":"00:00:00:00:00:00"}}"#, 7, "args.cni.mac"),
+        (#""runtimeConfig":{"mac":"33:33:00:00:00:01"}"#, 7, "runtimeConfig.mac"),
     ])
     func refusedWithTheFieldNamed(field: String, code: Int, name: String) throws {
         let r = try request(#"{"cniVersion":"1.0.0","name":"n","type":"bridge",\#(field),\#(ipam)}"#)
