@@ -499,6 +499,36 @@ struct BridgePluginTests {
         }
     }
 
+    /// vxlan makes the node's VXLAN device before it attaches the pod: a config its IPAM refuses must
+    /// be refused first, with the field named, on a node where the device could be made.
+    @Test func vxlanRefusesABadIPAMConfigBeforeMakingTheDevice() throws {
+        try withScratchDirectory("vxbad") { dataDir in
+            try NetnsLab.with(prefix: "keel-t") { lab in
+                let node = try lab.namespace("vxbad-node"), pod = try lab.namespace("vxbad-pod")
+                _ = try makeWorld(lab, node: node, label: "vxbad-world")   // the underlay: uplink 192.168.100.1
+                let runner = CNIRunner(node: node, path: keel)
+                var config: [String: Any] = [
+                    "cniVersion": "1.0.0", "name": "keelvx", "type": "vxlan", "subnet": "10.244.1.0/24", "clusterCIDR": "10.244.0.0/16",
+                    "underlayInterface": "uplink", "underlayAddress": nodeUplinkAddress.description, "ipMasq": false,
+                    "ipam": ["type": "host-local", "dataDir": dataDir, "ranges": [[["subnet": "10.244.1.0/24", "gateway": "10.244.1.255"]]]],
+                ]
+                let before = try NodeState(node, dataDir: dataDir)
+                let podBefore = try linkNames(pod)
+                let run = try runner.add("vxlan", pod: pod, containerID: "c1", config: jsonText(config))
+                #expect(run.errorCode == 7 && run.stdout.contains("ipam.ranges[0][0].gateway"), "\(run)")
+                let after = try NodeState(node, dataDir: dataDir)
+                #expect(after == before, "\(before.difference(to: after))")
+                #expect(try !linkNames(node).contains("keel.1"))
+                #expect(try linkNames(pod) == podBefore)
+
+                // The good config makes the device: the refusal above is not for want of an underlay.
+                config["ipam"] = ["type": "host-local", "dataDir": dataDir, "ranges": [[["subnet": "10.244.1.0/24"]]]]
+                _ = try AddResult(runner.add("vxlan", pod: pod, containerID: "c1", config: jsonText(config)))
+                #expect(try linkNames(node).contains("keel.1"))
+            }
+        }
+    }
+
     @Test func addThatFailsOnAnExhaustedRangeLeavesNoVethNoReservationNoRule() throws {
         try expectLateFailureLeavesNothing(tag: "exh", failing: { _ in }, firstPodTakesLastAddress: true,
                                            expectedCode: 999, expectedMessage: "no IP addresses available")
