@@ -130,11 +130,35 @@ public enum JSONSyntax {
                         throw unexpected("invalid escape in a string")
                     }
                 case 0..<0x20: throw unexpected("control character in a string (escape it)")
+                case 0x80...: try utf8Sequence()
                 default: i += 1
                 }
             }
             i = start
             throw failure("unterminated string")
+        }
+
+        /// One multi-byte UTF-8 sequence starting at `i` (RFC 3629: no overlong forms, no surrogates,
+        /// nothing above U+10FFFF), so that invalid text is reported where it is.
+        mutating func utf8Sequence() throws(JSONSyntaxError) {
+            let lead = bytes[i]
+            let (count, second): (Int, ClosedRange<UInt8>)
+            switch lead {
+            case 0xC2...0xDF: (count, second) = (2, 0x80...0xBF)
+            case 0xE0: (count, second) = (3, 0xA0...0xBF)
+            case 0xED: (count, second) = (3, 0x80...0x9F)
+            case 0xE1...0xEF: (count, second) = (3, 0x80...0xBF)
+            case 0xF0: (count, second) = (4, 0x90...0xBF)
+            case 0xF1...0xF3: (count, second) = (4, 0x80...0xBF)
+            case 0xF4: (count, second) = (4, 0x80...0x8F)
+            default: throw unexpected("invalid UTF-8 in a string")
+            }
+            for k in 1..<count {
+                guard i + k < bytes.count, k == 1 ? second.contains(bytes[i + k]) : (0x80...0xBF).contains(bytes[i + k]) else {
+                    throw unexpected("invalid UTF-8 in a string")
+                }
+            }
+            i += count
         }
 
         mutating func number() throws(JSONSyntaxError) {
