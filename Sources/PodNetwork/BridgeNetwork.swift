@@ -53,21 +53,30 @@ public struct BridgeNetwork {
             }
             // The bridge is shared and never rolled back, so it is made only once IPAM has accepted
             // the config: a malformed one leaves the node exactly as it was.
-            let (bridge, createdBridge) = try ensureBridge(config)
+            // Finding (or making) the bridge and attaching to it is one step under the bridge's lock,
+            // so that an ADD rolling back the bridge it made never deletes it under a pod that found
+            // it but is not on it yet.
+            let (bridge, createdBridge, attached) = try withFileLock(Self.lockPath(config.bridge)) {
+                let (bridge, created) = try ensureBridge(config)
+                let attached = Result { () throws(PodNetworkError) in
+                    try kernel { () throws(NetlinkError) in
+                        try host.setMaster(.index(hostEnd.index), bridge.index)
+                        if config.hairpinMode || config.portIsolation {
+                            try host.setBridgePort(.index(hostEnd.index), hairpin: config.hairpinMode ? true : nil,
+                                                   isolated: config.portIsolation ? true : nil)
+                        }
+                    }
+                }
+                return (bridge, created, attached)
+            }
             if createdBridge {
                 // Made for this ADD: a late failure (a route the pod's kernel refuses) must not leave
                 // it, with its gateway address, on a node that had none.
                 rollback.onFailure("delete \(config.bridge) (made by this ADD)") {
-                    try deleteBridgeIfUnused(bridge.index, except: hostEnd.index)
+                    try deleteBridgeIfUnused(config.bridge, index: bridge.index, except: hostEnd.index)
                 }
             }
-            try kernel { () throws(NetlinkError) in
-                try host.setMaster(.index(hostEnd.index), bridge.index)
-                if config.hairpinMode || config.portIsolation {
-                    try host.setBridgePort(.index(hostEnd.index), hairpin: config.hairpinMode ? true : nil,
-                                           isolated: config.portIsolation ? true : nil)
-                }
-            }
+            try attached.get()
 
             let podLink = try configurePod(pod, ifName: ifName, result: &ipam, config: config)
             if config.isGateway { try setUpGateway(bridge: bridge, ips: ipam.ips, force: config.forceAddress) }
@@ -120,13 +129,20 @@ public struct BridgeNetwork {
     }
 
     /// Deletes the bridge `index` unless a port other than `except` is on it: a concurrent ADD that
-    /// attached its pod meanwhile keeps it. (One that found the bridge but has not attached yet fails
-    /// its own ADD with ENODEV and rolls back; the runtime retries it.)
-    func deleteBridgeIfUnused(_ index: Int32, except port: Int32) throws {
-        let links = try kernel { () throws(NetlinkError) in try host.links() }
-        guard !links.contains(where: { $0.masterIndex == index && $0.index != port }) else { return }
-        do { try host.deleteLink(.index(index)) } catch where error.isAlreadyGone {} catch { throw PodNetworkError.kernel(error) }
+    /// attached its pod meanwhile keeps it. Under the bridge's lock, which every ADD holds from finding
+    /// the bridge to attaching to it.
+    func deleteBridgeIfUnused(_ name: InterfaceName, index: Int32, except port: Int32) throws {
+        try withFileLock(Self.lockPath(name)) {
+            let links = try kernel { () throws(NetlinkError) in try host.links() }
+            guard !links.contains(where: { $0.masterIndex == index && $0.index != port }) else { return }
+            do { try host.deleteLink(.index(index)) } catch let e as NetlinkError where e.isAlreadyGone {} catch let e as NetlinkError {
+                throw PodNetworkError.kernel(e)
+            }
+        }
     }
+
+    /// One lock per bridge name (across the node namespaces of a test lab, too: that only serialises).
+    static func lockPath(_ bridge: InterfaceName) -> String { "/run/keel/cni-bridge-\(bridge.value).lock" }
 
     /// A veth pair in one request: the host end `vethXXXXXXXX` here, the pod end created directly in
     /// the pod's namespace under its final name. Retries on a host-name collision.
