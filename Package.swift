@@ -40,11 +40,11 @@ let package = Package(
         .target(name: "CNI", dependencies: ["NetAddress"]),
         .target(name: "IPAM", dependencies: ["CNI", "NetAddress"]),
         .target(name: "PodNetwork", dependencies: ["CNI", "Netlink", "NFTables", "NetAddress"]),
-        .executableTarget(name: "bridge", dependencies: ["CNI", "PodNetwork"]),
+        .executableTarget(name: "bridge", dependencies: ["CNI", "IPAM", "PodNetwork"]),
         .executableTarget(name: "host-local", dependencies: ["CNI", "IPAM"]),
         .executableTarget(name: "loopback", dependencies: ["CNI", "PodNetwork"]),
-        .executableTarget(name: "host-gw", dependencies: ["CNI", "PodNetwork"]),
-        .executableTarget(name: "vxlan", dependencies: ["CNI", "PodNetwork"]),
+        .executableTarget(name: "host-gw", dependencies: ["CNI", "IPAM", "PodNetwork"]),
+        .executableTarget(name: "vxlan", dependencies: ["CNI", "IPAM", "PodNetwork"]),
         // Kubernetes objects Keel reads, the store and its sources (manifest folder; later the API).
         // keeld only: plugins never link it (YAML).
         .target(name: "Cluster", dependencies: [

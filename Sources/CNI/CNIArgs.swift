@@ -21,7 +21,7 @@ public struct CNIArgs: Sendable, Equatable {
         pairs = [:]
         for segment in raw.split(separator: ";", omittingEmptySubsequences: true) {
             guard let eq = segment.firstIndex(of: "="), eq != segment.startIndex else {
-                throw CNIError(.invalidEnvironment, "CNI_ARGS: invalid pair \"\(segment)\"", details: "expected KEY=VALUE pairs separated by ;")
+                throw CNIError(.invalidEnvironment, "CNI_ARGS: invalid pair \"\(quoted: segment)\"", details: "expected KEY=VALUE pairs separated by ;")
             }
             pairs[String(segment[..<eq])] = String(segment[segment.index(after: eq)...])
         }
@@ -29,7 +29,7 @@ public struct CNIArgs: Sendable, Equatable {
         case nil, "0", "f", "false": ignoreUnknown = false
         case "1", "t", "true": ignoreUnknown = true
         case let other?:
-            throw CNIError(.invalidEnvironment, "CNI_ARGS: IgnoreUnknown is not a boolean", details: other)
+            throw CNIError(.invalidEnvironment, "CNI_ARGS: IgnoreUnknown is not a boolean", details: CNIError.quoting(other))
         }
     }
 
@@ -50,7 +50,7 @@ public struct CNIArgs: Sendable, Equatable {
         guard !ignoreUnknown else { return }
         let unknown = pairs.keys.filter { !known.contains($0) && !Self.kubernetesKeys.contains($0) }.sorted()
         guard unknown.isEmpty else {
-            throw CNIError(.unsupportedField, "CNI_ARGS: unknown args \(unknown)", details: "set IgnoreUnknown=1 to ignore them")
+            throw CNIError(.unsupportedField, "CNI_ARGS: unknown args \(quoted: "\(unknown)")", details: "set IgnoreUnknown=1 to ignore them")
         }
     }
 }

@@ -25,7 +25,7 @@ public enum CNIEntry {
                 throw CNIError(.invalidEnvironment, "required env variables [CNI_COMMAND] missing", details: "CNI_COMMAND")
             }
             guard let command = CNICommand(rawValue: commandName) else {
-                throw CNIError(.invalidEnvironment, "unknown CNI_COMMAND: \(commandName)")
+                throw CNIError(.invalidEnvironment, "unknown CNI_COMMAND: \(quoted: commandName)")
             }
             let missing = command.requiredEnvironment.filter { (environment[$0] ?? "").isEmpty }
             guard missing.isEmpty else {
@@ -91,16 +91,16 @@ public enum CNIEntry {
     static func checkVersion(_ version: String, command: CNICommand, plugin: some CNIPlugin) throws {
         if let minimum = command.minimumVersion {
             guard let v = CNIVersion(version) else {
-                throw CNIError(.decodingFailure, "invalid cniVersion \"\(version)\"")
+                throw CNIError(.decodingFailure, "invalid cniVersion \"\(quoted: version)\"")
             }
             guard v >= minimum else {
                 throw CNIError(.incompatibleCNIVersion, "config version does not allow \(command.rawValue)",
-                               details: "config is \(version), \(command.rawValue) needs \(minimum) or later")
+                               details: "config is \(quoted: version), \(command.rawValue) needs \(minimum) or later")
             }
         }
         guard plugin.supportedVersions.contains(version) else {
             throw CNIError(.incompatibleCNIVersion, "incompatible CNI versions",
-                           details: "config is \"\(version)\", plugin supports [\(plugin.supportedVersions.joined(separator: " "))]")
+                           details: "config is \"\(quoted: version)\", plugin supports [\(plugin.supportedVersions.joined(separator: " "))]")
         }
     }
 

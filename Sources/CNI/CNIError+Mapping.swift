@@ -17,6 +17,8 @@ extension CNIError {
             self = e
         case let e as any CNIErrorConvertible:
             self = e.cniError
+        case let e as JSONSyntaxError:
+            self.init(.decodingFailure, "error decoding network config: \(e)")
         case let e as DecodingError:
             self = CNIError(decoding: e)
         default:
@@ -56,7 +58,7 @@ extension CNIError {
     static func path(_ keys: [any CodingKey]) -> String {
         var out = ""
         for key in keys {
-            if let i = key.intValue { out += "[\(i)]" } else { out += (out.isEmpty ? "" : ".") + key.stringValue }
+            if let i = key.intValue { out += "[\(i)]" } else { out += (out.isEmpty ? "" : ".") + CNIError.quoting(key.stringValue) }
         }
         return out.isEmpty ? "<top level>" : out
     }

@@ -72,3 +72,24 @@ extension CNIError: Codable {
         if !details.isEmpty { try c.encode(details, forKey: .details) }
     }
 }
+
+extension CNIError {
+    /// At most this many characters of an input (a field's value, a variable) are repeated in an
+    /// error message, so that a megabyte of garbage in a field does not come back in the reply.
+    public static let quotedInputLimit = 200
+
+    /// `text` as an error message may repeat it: cut after `quotedInputLimit` characters, saying how
+    /// much was left out.
+    public static func quoting(_ text: some StringProtocol) -> String {
+        let count = text.count
+        guard count > quotedInputLimit else { return String(text) }
+        return text.prefix(quotedInputLimit) + "… (\(count - quotedInputLimit) more characters)"
+    }
+}
+
+extension DefaultStringInterpolation {
+    /// `"\(quoted: value)"`: an input in an error message, clipped by `CNIError.quoting(_:)`.
+    public mutating func appendInterpolation(quoted text: some StringProtocol) {
+        appendLiteral(CNIError.quoting(text))
+    }
+}

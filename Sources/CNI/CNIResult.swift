@@ -275,21 +275,21 @@ extension KeyedDecodingContainer {
     func decodeCIDR(_ key: Key) throws -> CIDR {
         let text = try decode(String.self, forKey: key)
         guard text.contains("/"), let cidr = CIDR(text) else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "invalid CIDR \"\(text)\"")
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "invalid CIDR \"\(quoted: text)\"")
         }
         return cidr
     }
     func decodeAddressIfPresent(_ key: Key) throws -> IPAddress? {
         guard let text = try decodeNonEmpty(key) else { return nil }
         guard let address = IPAddress(text) else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "invalid IP address \"\(text)\"")
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "invalid IP address \"\(quoted: text)\"")
         }
         return address
     }
     func decodeMACIfPresent(_ key: Key) throws -> MACAddress? {
         guard let text = try decodeNonEmpty(key) else { return nil }
         guard let mac = MACAddress(text) else {
-            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "invalid MAC address \"\(text)\"")
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "invalid MAC address \"\(quoted: text)\"")
         }
         return mac
     }

@@ -41,11 +41,11 @@ public enum IPAMDelegate {
     static func invoke(_ type: String, command: CNICommand, path: [String], rawConfig: [UInt8],
                        environment: [String: String]) throws -> PluginExec.Output {
         guard !type.isEmpty, !type.contains("/"), type != ".", type != ".." else {
-            throw CNIError(.invalidNetworkConfig, "invalid IPAM plugin type \"\(type)\"", details: "ipam.type must be a plain executable name")
+            throw CNIError(.invalidNetworkConfig, "invalid IPAM plugin type \"\(quoted: type)\"", details: "ipam.type must be a plain executable name")
         }
         guard let executable = PluginExec.find(type, in: path) else {
-            throw CNIError(.invalidNetworkConfig, "IPAM plugin \"\(type)\" not found in CNI_PATH",
-                           details: "searched: \(path.isEmpty ? "<empty CNI_PATH>" : path.joined(separator: ":"))")
+            throw CNIError(.invalidNetworkConfig, "IPAM plugin \"\(quoted: type)\" not found in CNI_PATH",
+                           details: "searched: \(path.isEmpty ? "<empty CNI_PATH>" : CNIError.quoting(path.joined(separator: ":")))")
         }
         let output = try PluginExec.run(executable, environment: environment, stdin: rawConfig)
         guard output.status == 0 else {

@@ -62,7 +62,10 @@ enum CNIJSON {
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array(try e.encode(value))
     }
+    /// Checks syntax and bounds first (`JSONSyntax`): JSONDecoder recurses once per nesting level
+    /// and reports a syntax error without saying where.
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        try JSONDecoder().decode(type, from: Data(bytes))
+        try JSONSyntax.check(bytes)
+        return try JSONDecoder().decode(type, from: Data(bytes))
     }
 }

@@ -45,7 +45,7 @@ public struct NetworkConfig: Sendable, Codable, Equatable {
         name = try c.decodeIfPresent(String.self, forKey: .name) ?? ""
         try CNIValidation.validateNetworkName(name)
         type = try c.decodeIfPresent(String.self, forKey: .type) ?? ""
-        guard !type.isEmpty else { throw CNIError(.invalidNetworkConfig, "missing plugin type", details: "network \(name)") }
+        guard !type.isEmpty else { throw CNIError(.invalidNetworkConfig, "missing plugin type", details: "network \(quoted: name)") }
         ipam = try c.decodeIfPresent(IPAMConfig.self, forKey: .ipam)
         dns = try c.decodeIfPresent(DNS.self, forKey: .dns)
         prevResult = try c.decodeIfPresent(CNIResult.self, forKey: .prevResult)

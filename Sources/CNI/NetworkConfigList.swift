@@ -26,7 +26,7 @@ public struct NetworkConfigList: Sendable, Decodable, Equatable {
         disableCheck = try c.decodeLenientBool(.disableCheck)
         disableGC = try c.decodeLenientBool(.disableGC)
         plugins = try c.decodeIfPresent([[String: JSONValue]].self, forKey: .plugins) ?? []
-        guard !plugins.isEmpty else { throw CNIError(.invalidNetworkConfig, "no plugins in network config list", details: name) }
+        guard !plugins.isEmpty else { throw CNIError(.invalidNetworkConfig, "no plugins in network config list", details: CNIError.quoting(name)) }
     }
 
     /// The stdin for plugin `index`: its object with the list's `name` and `cniVersion`, the previous
@@ -35,7 +35,7 @@ public struct NetworkConfigList: Sendable, Decodable, Equatable {
     public func pluginConfig(at index: Int, prevResult: CNIResult? = nil,
                              runtimeConfig: [String: JSONValue] = [:]) throws -> [UInt8] {
         guard plugins.indices.contains(index) else {
-            throw CNIError(.invalidNetworkConfig, "no plugin at index \(index)", details: name)
+            throw CNIError(.invalidNetworkConfig, "no plugin at index \(index)", details: CNIError.quoting(name))
         }
         var object = plugins[index]
         object["name"] = .string(name)
@@ -65,7 +65,7 @@ extension KeyedDecodingContainer {
         switch s.lowercased() {
         case "true", "1": return true
         case "false", "0", "": return false
-        default: throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "not a boolean: \"\(s)\"")
+        default: throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "not a boolean: \"\(quoted: s)\"")
         }
     }
 }

@@ -76,12 +76,24 @@ struct PluginExec {
         return Output(status: exitStatus, stdout: stdout, stderr: stderr)
     }
 
+    /// The delegate's stdin: an unnamed file, so that nothing is left in /tmp if this process is
+    /// killed while it waits for the delegate.
     private static func inputFile(_ bytes: [UInt8]) throws -> Int32 {
-        var template = Array("/tmp/keel-cni-stdin-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw ioError("temporary stdin file", errno) }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        var fd: Int32
+        do {
+            fd = try UnnamedFile.open(in: "/tmp") ?? -1
+        } catch {
+            throw ioError("temporary stdin file", error.code)
+        }
+        if fd < 0 {
+            // No O_TMPFILE on this file system: a named file, unlinked at once (a kill between the
+            // two calls would leave it).
+            var template = Array("/tmp/keel-cni-stdin-XXXXXX".utf8CString)
+            fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            guard fd >= 0 else { throw ioError("temporary stdin file", errno) }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        }
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }

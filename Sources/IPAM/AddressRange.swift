@@ -20,22 +20,46 @@ public struct AddressRange: Hashable, Sendable, CustomStringConvertible {
             throw IPAMError.invalidConfig(field: "\(field).subnet",
                 reason: "network has host bits set: for a prefix length of \(subnet.prefixLength) the network address is \(subnet.network)")
         }
+        // Beyond the reference, which accepts these and leaves the kernel to fail the ADD half-way
+        // (an address or route it refuses): no pod network of non-unicast addresses, and never the
+        // network or (IPv4) broadcast address for a gateway or a pod.
+        if let problem = SpecialPurposeBlock.problem(with: subnet) {
+            throw IPAMError.invalidConfig(field: "\(field).subnet", reason: problem)
+        }
+        func notHost(_ address: IPAddress) -> String? {
+            if address == subnet.network { return "the network address of \(subnet)" }
+            if subnet.family == .ipv4 && address == subnet.last { return "the broadcast address of \(subnet)" }
+            return nil
+        }
         let first = subnet.network.advanced(by: 1)!
         let gateway = gateway ?? first
         guard subnet.contains(gateway) else {
             throw IPAMError.invalidConfig(field: "\(field).gateway", reason: "gateway \(gateway) not in network \(subnet)")
         }
+        if let what = notHost(gateway) {
+            throw IPAMError.invalidConfig(field: "\(field).gateway", reason: "gateway \(gateway) is \(what)")
+        }
         let start = rangeStart ?? first
         guard subnet.contains(start) else {
             throw IPAMError.invalidConfig(field: "\(field).rangeStart", reason: "rangeStart \(start) not in network \(subnet)")
+        }
+        if let what = notHost(start) {
+            throw IPAMError.invalidConfig(field: "\(field).rangeStart", reason: "rangeStart \(start) is \(what)")
         }
         let end = rangeEnd ?? (subnet.family == .ipv4 ? subnet.last.advanced(by: -1)! : subnet.last)
         guard subnet.contains(end) else {
             throw IPAMError.invalidConfig(field: "\(field).rangeEnd", reason: "rangeEnd \(end) not in network \(subnet)")
         }
+        if let what = notHost(end) {
+            throw IPAMError.invalidConfig(field: "\(field).rangeEnd", reason: "rangeEnd \(end) is \(what)")
+        }
         // The reference accepts start > end and then walks past the subnet; refuse it here.
         guard start <= end else {
             throw IPAMError.invalidConfig(field: "\(field).rangeEnd", reason: "rangeEnd \(end) is before rangeStart \(start)")
+        }
+        // The gateway is never handed out: a range of the gateway alone can only fail every ADD.
+        guard !(start == end && end == gateway) else {
+            throw IPAMError.invalidConfig(field: "\(field).rangeStart", reason: "the range \(start)-\(end) holds only the gateway, no address to hand out")
         }
         self.subnet = subnet
         self.rangeStart = start

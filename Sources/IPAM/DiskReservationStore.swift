@@ -1,3 +1,4 @@
+import CNI
 import NetAddress
 
 /// The reference host-local's on-disk layout, so that a node can switch between the two plugins
@@ -18,7 +19,7 @@ public struct DiskReservationStore: ReservationStore {
     /// Opens the store of `network` under `dataDirectory`, creating the directory (0755) if needed.
     public init(network: String, dataDirectory: String? = nil) throws {
         guard !network.isEmpty, network != ".", network != "..", !network.contains("/") else {
-            throw IPAMError.invalidConfig(field: "name", reason: "network name \"\(network)\" cannot name a directory")
+            throw IPAMError.invalidConfig(field: "name", reason: "network name \"\(quoted: network)\" cannot name a directory")
         }
         var base = dataDirectory.flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultDataDirectory
         while base.count > 1 && base.hasSuffix("/") { base.removeLast() }

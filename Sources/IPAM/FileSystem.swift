@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNI
 
 // The raw file calls of the disk store, each turning a failure into `IPAMError.io` with its errno.
 
@@ -62,12 +63,23 @@ private func writeAll(_ fd: Int32, _ text: String, _ path: String) throws {
     }
 }
 
-/// Creates `path` with `text` unless it exists (then returns false): `O_CREAT | O_EXCL` is what makes
-/// a reservation file the claim on its address. On any failure after creation it is removed, so a
-/// half-written reservation never stays behind. Not fsynced, as the reference does not: a
+/// Creates `path` with `text` unless it exists (then returns false): the exclusive create is what
+/// makes a reservation file the claim on its address. The content is written to an unnamed file in
+/// the same directory that is then linked at `path` (EEXIST: taken), so the file appears complete or
+/// not at all, also when the plugin is killed half-way: a killed `O_CREAT | O_EXCL` + write would
+/// leave an empty reservation that no DEL releases. Not fsynced, as the reference does not: a
 /// reservation only matters while its pod lives, and a crash that could lose the file takes the
 /// pod's network namespace with it (a file that survives is released by GC). fsync cost ~2 ms per ADD.
 func createExclusiveFile(_ path: String, _ text: String) throws -> Bool {
+    let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+    let unnamed: Int32?
+    do { unnamed = try UnnamedFile.open(in: directory.isEmpty ? "/" : directory) } catch { throw ioError("open(O_TMPFILE)", directory, error.code) }
+    if let fd = unnamed {
+        defer { close(fd) }   // the link, if made, keeps the inode; otherwise this frees it
+        try writeAll(fd, text, path)
+        do { return try UnnamedFile.link(fd, to: path) } catch { throw ioError("linkat", path, error.code) }
+    }
+    // No O_TMPFILE on this file system: create, then write; removed again on a failure we see.
     let fd = retryingEINTR { open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
     if fd < 0 {
         if errno == EEXIST { return false }
@@ -84,7 +96,10 @@ func createExclusiveFile(_ path: String, _ text: String) throws -> Bool {
     }
 }
 
-/// Replaces the content of `path` (created with 0600), as the reference's `os.WriteFile`.
+/// Replaces the content of `path` in place (created with 0600), as the reference's `os.WriteFile`.
+/// No temporary name, so nothing to leave behind: a kill between the truncate and the write leaves
+/// `last_reserved_ip.N` empty or short, which only restarts the round robin once (it is a hint;
+/// the reservation files are the truth).
 func replaceFile(_ path: String, _ text: String) throws {
     let fd = retryingEINTR { open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
     guard fd >= 0 else { throw ioError("open", path) }

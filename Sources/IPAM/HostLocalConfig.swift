@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import CNI
 import NetAddress
 
 /// A route from `ipam.routes`, returned unchanged in the ADD result.
@@ -35,6 +36,7 @@ public struct HostLocalConfig: Sendable {
     public init(json: some Collection<UInt8>, ipArgument: String? = nil) throws {
         let wire: NetConfWire
         do {
+            try JSONSyntax.check(json)   // bounds first: JSONDecoder recurses per nesting level
             wire = try JSONDecoder().decode(NetConfWire.self, from: Data(json))
         } catch let error as DecodingError {
             throw IPAMError.invalidConfig(field: error.fieldPath, reason: error.reason)
@@ -78,7 +80,7 @@ public struct HostLocalConfig: Sendable {
         let v4 = sets.count { $0.family == .ipv4 }
         if (v4 > 1 || sets.count - v4 > 1) && !Self.version(cniVersion, isAtLeast: [0, 3, 0]) {
             throw IPAMError.invalidConfig(field: "cniVersion",
-                                          reason: "CNI version \(cniVersion) does not support more than 1 address per family")
+                                          reason: "CNI version \(quoted: cniVersion) does not support more than 1 address per family")
         }
         for i in sets.indices {
             for j in sets.indices where j > i && sets[i].overlaps(sets[j]) {
@@ -88,18 +90,41 @@ public struct HostLocalConfig: Sendable {
         rangeSets = sets
 
         routes = try (ipam.routes ?? []).enumerated().map { i, r in
-            guard let dst = CIDR(r.dst) else {
-                throw IPAMError.invalidConfig(field: "ipam.routes[\(i)].dst", reason: "invalid CIDR \"\(r.dst)\"")
+            // Masked, as Go's net.ParseCIDR in the reference does: the kernel refuses a route
+            // destination with host bits set.
+            guard let dst = CIDR(r.dst)?.masked else {
+                throw IPAMError.invalidConfig(field: "ipam.routes[\(i)].dst", reason: "invalid CIDR \"\(quoted: r.dst)\"")
             }
             var gw: IPAddress?
             if let text = r.gw, !text.isEmpty {
                 guard let a = IPAddress(text) else {
-                    throw IPAMError.invalidConfig(field: "ipam.routes[\(i)].gw", reason: "invalid IP address \"\(text)\"")
+                    throw IPAMError.invalidConfig(field: "ipam.routes[\(i)].gw", reason: "invalid IP address \"\(quoted: text)\"")
+                }
+                guard a.family == dst.family else {
+                    throw IPAMError.invalidConfig(field: "ipam.routes[\(i)].gw", reason: "gateway \(a) is not of the family of \(dst)")
+                }
+                if let problem = SpecialPurposeBlock.problem(with: a) {
+                    throw IPAMError.invalidConfig(field: "ipam.routes[\(i)].gw", reason: problem)
                 }
                 gw = a
             }
             return IPAMRoute(destination: dst, gateway: gw)
         }
+    }
+
+    /// The network name and `ipam.dataDir` alone, for DEL: the rest of the config is not checked.
+    public static func storeLocation(json: some Collection<UInt8>) throws -> (network: String, dataDirectory: String) {
+        let wire: StoreLocationWire
+        do {
+            try JSONSyntax.check(json)
+            wire = try JSONDecoder().decode(StoreLocationWire.self, from: Data(json))
+        } catch let error as DecodingError {
+            throw IPAMError.invalidConfig(field: error.fieldPath, reason: error.reason)
+        } catch {
+            throw IPAMError.invalidConfig(field: "(root)", reason: "\(error)")
+        }
+        guard let ipam = wire.ipam else { throw IPAMError.invalidConfig(field: "ipam", reason: "IPAM config missing 'ipam' key") }
+        return (wire.name, ipam.dataDir.flatMap { $0.isEmpty ? nil : $0 } ?? DiskReservationStore.defaultDataDirectory)
     }
 
     static func version(_ text: String, isAtLeast minimum: [Int]) -> Bool {
@@ -112,19 +137,19 @@ private func requestedAddress(_ text: String, field: String) throws -> IPAddress
     let trimmed = text.trimmingWhitespace()
     if let a = IPAddress(trimmed) { return a }
     if trimmed.contains("/"), let c = CIDR(trimmed) { return c.address }
-    throw IPAMError.invalidConfig(field: field, reason: "invalid IP address \"\(text)\"")
+    throw IPAMError.invalidConfig(field: field, reason: "invalid IP address \"\(quoted: text)\"")
 }
 
 private func rangeSet(_ wire: [RangeWire], field: String) throws -> RangeSet {
     func address(_ text: String?, _ name: String, _ f: String) throws -> IPAddress? {
         guard let text, !text.isEmpty else { return nil }
-        guard let a = IPAddress(text) else { throw IPAMError.invalidConfig(field: "\(f).\(name)", reason: "invalid IP address \"\(text)\"") }
+        guard let a = IPAddress(text) else { throw IPAMError.invalidConfig(field: "\(f).\(name)", reason: "invalid IP address \"\(quoted: text)\"") }
         return a
     }
     let ranges = try wire.enumerated().map { i, r in
         let f = field == "ipam" ? field : "\(field)[\(i)]"
         guard let text = r.subnet, let subnet = CIDR(text) else {
-            throw IPAMError.invalidConfig(field: "\(f).subnet", reason: "invalid or missing subnet \"\(r.subnet ?? "")\"")
+            throw IPAMError.invalidConfig(field: "\(f).subnet", reason: "invalid or missing subnet \"\(quoted: r.subnet ?? "")\"")
         }
         let start = try address(r.rangeStart, "rangeStart", f)
         let end = try address(r.rangeEnd, "rangeEnd", f)
@@ -146,6 +171,11 @@ struct NetConfWire: Decodable {
     var ipam: IPAMWire?
     var runtimeConfig: RuntimeConfigWire?
     var args: ArgsWire?
+}
+struct StoreLocationWire: Decodable {
+    struct IPAM: Decodable { var dataDir: String? }
+    var name: String
+    var ipam: IPAM?
 }
 struct IPAMWire: Decodable {
     var subnet: String?
@@ -187,7 +217,7 @@ extension DecodingError {
         guard !path.isEmpty else { return "(root)" }
         return path.reduce("") { text, key in
             if let i = key.intValue { return text + "[\(i)]" }
-            return text.isEmpty ? key.stringValue : text + "." + key.stringValue
+            return text.isEmpty ? CNIError.quoting(key.stringValue) : text + "." + CNIError.quoting(key.stringValue)
         }
     }
     var reason: String {

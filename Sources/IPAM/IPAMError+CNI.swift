@@ -13,7 +13,7 @@ extension CNIError {
         case let .invalidConfig(field, _):
             self.init(.invalidNetworkConfig, error.description, details: field)
         case let .io(operation, path, _):
-            self.init(.ioFailure, error.description, details: "\(operation) \(path)")
+            self.init(.ioFailure, error.description, details: "\(operation) \(quoted: path)")
         case .unavailable:
             self.init(.pluginNotAvailable, error.description)
         case .rangeExhausted, .requestedAddressUnavailable, .requestedAddressIsGateway,

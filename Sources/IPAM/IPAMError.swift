@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CNI
 import NetAddress
 
 /// Why host-local IPAM refused or failed. IPAM never names a CNI code: `IPAMError+CNI.swift` is the
@@ -44,7 +45,7 @@ public enum IPAMError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .unavailable(reason):
             return "host-local: \(reason)"
         case let .io(operation, path, errno):
-            return "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
+            return "\(operation) \(quoted: path): \(String(cString: strerror(errno))) (errno \(errno))"
         }
     }
 }

@@ -32,7 +32,7 @@ public struct BridgeConfig: Sendable {
     init(_ raw: Raw, config: NetworkConfig) throws {
         let name = raw.bridge ?? "cni0"
         guard let bridgeName = InterfaceName(name) else {
-            throw PodNetworkError.invalidConfig(field: "bridge", reason: "\"\(name)\" is not a valid interface name")
+            throw PodNetworkError.invalidConfig(field: "bridge", reason: "\"\(quoted: name)\" is not a valid interface name")
         }
         bridge = bridgeName
         isDefaultGateway = raw.isDefaultGateway ?? false
@@ -41,7 +41,7 @@ public struct BridgeConfig: Sendable {
         forceAddress = raw.forceAddress ?? false
         ipMasq = raw.ipMasq ?? false
         if let backend = raw.ipMasqBackend, backend != "nftables" {
-            throw PodNetworkError.unsupportedField("ipMasqBackend", reason: "Keel masquerades with nftables only; \"\(backend)\" is not available (remove the field or set \"nftables\")")
+            throw PodNetworkError.unsupportedField("ipMasqBackend", reason: "Keel masquerades with nftables only; \"\(quoted: backend)\" is not available (remove the field or set \"nftables\")")
         }
         if let m = raw.mtu {
             guard m >= 68, m <= 65535 else { throw PodNetworkError.invalidConfig(field: "mtu", reason: "\(m) is outside 68…65535") }
@@ -56,9 +56,14 @@ public struct BridgeConfig: Sendable {
         if let t = raw.vlanTrunk, !t.isEmpty { throw PodNetworkError.unsupportedField("vlanTrunk", reason: "VLAN trunks are not supported by Keel's bridge yet") }
         if raw.preserveDefaultVlan == false { throw PodNetworkError.unsupportedField("preserveDefaultVlan", reason: "VLAN filtering is not supported by Keel's bridge yet") }
         if raw.macspoofchk == true { throw PodNetworkError.unsupportedField("macspoofchk", reason: "MAC spoof checking is not supported by Keel's bridge yet") }
+        let macField = config.runtimeConfig?.mac != nil ? "runtimeConfig.mac" : "args.cni.mac"
         let macText = config.runtimeConfig?.mac?.description ?? raw.args?.cni?.mac
         if let macText {
-            guard let mac = MACAddress(macText) else { throw PodNetworkError.invalidConfig(field: "args.cni.mac", reason: "\"\(macText)\" is not a MAC address") }
+            guard let mac = MACAddress(macText) else { throw PodNetworkError.invalidConfig(field: macField, reason: "\"\(quoted: macText)\" is not a MAC address") }
+            // The kernel refuses these on the veth (EADDRNOTAVAIL) after IPAM has reserved.
+            guard mac.bytes[0] & 1 == 0, mac != .zero else {
+                throw PodNetworkError.invalidConfig(field: macField, reason: "\(mac) is not a unicast MAC address")
+            }
             self.mac = mac
         }
         guard let ipam = config.ipam, !ipam.type.isEmpty else {

@@ -11,8 +11,13 @@ import Netlink
 public struct BridgeNetwork {
     /// rtnetlink in the node's namespace (where the plugin runs).
     let host: RouteSocket
+    /// The IPAM plugin's own config checks, run in-process before ADD creates anything.
+    let ipamCheck: IPAMConfigCheck?
 
-    public init(host: RouteSocket) { self.host = host }
+    public init(host: RouteSocket, ipamCheck: IPAMConfigCheck? = nil) {
+        self.host = host
+        self.ipamCheck = ipamCheck
+    }
 
     // MARK: - ADD
 
@@ -22,9 +27,12 @@ public struct BridgeNetwork {
 
     /// ADD with a config built by the caller (the overlay plugins derive theirs from the node file).
     public func add(_ request: CNIRequest, config: BridgeConfig) throws -> CNIResult {
+        // A config IPAM would refuse (a multicast subnet, a gateway on the broadcast address) is
+        // refused here, before the veth that is made while the IPAM plugin runs.
+        try ipamCheck?(config.ipamType, request)
         let (podNS, pod) = try openPod(request.netns)
         guard let ifName = InterfaceName(request.ifName) else {
-            throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\"\(request.ifName)\" is not a valid interface name")
+            throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\"\(quoted: request.ifName)\" is not a valid interface name")
         }
         if (try? pod.link(.name(ifName))) != nil {                 // lookup failure means "absent", the case we want
             throw PodNetworkError.invalidConfig(field: "CNI_IFNAME", reason: "\(ifName) already exists in \(podNS.path)")
@@ -39,16 +47,36 @@ public struct BridgeNetwork {
             rollback.onFailure("delete \(hostEnd.name)") { try host.deleteLink(.index(hostEnd.index)) }
             var ipam = try allocation.value()
             guard !ipam.ips.isEmpty else { throw PodNetworkError.ipamReturnedNoAddress(ipamType: config.ipamType) }
+            // Below 1280 the kernel disables IPv6 on the links, and the pod's address would fail later.
+            if let mtu = config.mtu, mtu < 1280, let v6 = ipam.ips.first(where: { $0.address.family == .ipv6 }) {
+                throw PodNetworkError.invalidConfig(field: "mtu", reason: "\(mtu) is below 1280, the IPv6 minimum, and IPAM gave \(v6.address)")
+            }
             // The bridge is shared and never rolled back, so it is made only once IPAM has accepted
             // the config: a malformed one leaves the node exactly as it was.
-            let bridge = try ensureBridge(config)
-            try kernel { () throws(NetlinkError) in
-                try host.setMaster(.index(hostEnd.index), bridge.index)
-                if config.hairpinMode || config.portIsolation {
-                    try host.setBridgePort(.index(hostEnd.index), hairpin: config.hairpinMode ? true : nil,
-                                           isolated: config.portIsolation ? true : nil)
+            // Finding (or making) the bridge and attaching to it is one step under the bridge's lock,
+            // so that an ADD rolling back the bridge it made never deletes it under a pod that found
+            // it but is not on it yet.
+            let (bridge, createdBridge, attached) = try withFileLock(Self.lockPath(config.bridge)) {
+                let (bridge, created) = try ensureBridge(config)
+                let attached = Result { () throws(PodNetworkError) in
+                    try kernel { () throws(NetlinkError) in
+                        try host.setMaster(.index(hostEnd.index), bridge.index)
+                        if config.hairpinMode || config.portIsolation {
+                            try host.setBridgePort(.index(hostEnd.index), hairpin: config.hairpinMode ? true : nil,
+                                                   isolated: config.portIsolation ? true : nil)
+                        }
+                    }
+                }
+                return (bridge, created, attached)
+            }
+            if createdBridge {
+                // Made for this ADD: a late failure (a route the pod's kernel refuses) must not leave
+                // it, with its gateway address, on a node that had none.
+                rollback.onFailure("delete \(config.bridge) (made by this ADD)") {
+                    try deleteBridgeIfUnused(config.bridge, index: bridge.index, except: hostEnd.index)
                 }
             }
+            try attached.get()
 
             let podLink = try configurePod(pod, ifName: ifName, result: &ipam, config: config)
             if config.isGateway { try setUpGateway(bridge: bridge, ips: ipam.ips, force: config.forceAddress) }
@@ -72,14 +100,17 @@ public struct BridgeNetwork {
         }
     }
 
-    /// The bridge named in the config, created (up, with the config's MTU) if missing.
-    func ensureBridge(_ config: BridgeConfig) throws -> Link {
+    /// The bridge named in the config, created (up, with the config's MTU) if missing; `created` says
+    /// whether this call made it.
+    func ensureBridge(_ config: BridgeConfig) throws -> (bridge: Link, created: Bool) {
         var bridge: Link
+        var created = false
         do {
             bridge = try host.link(.name(config.bridge))
         } catch where error.errno == .operationNotSupportedByDevice {
             do {
                 bridge = try host.createLink(LinkSpec(name: config.bridge, kind: .bridge, mtu: config.mtu, up: true))
+                created = true
             } catch where error.isAlreadyExists {
                 // Another ADD created it in the meantime.
                 bridge = try kernel { () throws(NetlinkError) in try host.link(.name(config.bridge)) }
@@ -94,8 +125,24 @@ public struct BridgeNetwork {
         if config.promiscMode && !bridge.isPromiscuous {
             try kernel { () throws(NetlinkError) in try host.setPromiscuous(.index(bridge.index), true) }
         }
-        return bridge
+        return (bridge, created)
     }
+
+    /// Deletes the bridge `index` unless a port other than `except` is on it: a concurrent ADD that
+    /// attached its pod meanwhile keeps it. Under the bridge's lock, which every ADD holds from finding
+    /// the bridge to attaching to it.
+    func deleteBridgeIfUnused(_ name: InterfaceName, index: Int32, except port: Int32) throws {
+        try withFileLock(Self.lockPath(name)) {
+            let links = try kernel { () throws(NetlinkError) in try host.links() }
+            guard !links.contains(where: { $0.masterIndex == index && $0.index != port }) else { return }
+            do { try host.deleteLink(.index(index)) } catch let e as NetlinkError where e.isAlreadyGone {} catch let e as NetlinkError {
+                throw PodNetworkError.kernel(e)
+            }
+        }
+    }
+
+    /// One lock per bridge name (across the node namespaces of a test lab, too: that only serialises).
+    static func lockPath(_ bridge: InterfaceName) -> String { "/run/keel/cni-bridge-\(bridge.value).lock" }
 
     /// A veth pair in one request: the host end `vethXXXXXXXX` here, the pod end created directly in
     /// the pod's namespace under its final name. Retries on a host-name collision.

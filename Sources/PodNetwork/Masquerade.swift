@@ -19,6 +19,10 @@ import NetAddress
 /// pod since) and lets GC find, per network, the elements of attachments that no longer exist.
 public struct Masquerade: Sendable {
     public static let table = Table(.inet, "keel-cni")
+    /// Serialises every "read the table, then delete what it holds" of concurrent plugin runs: a
+    /// batch deleting an element another run deleted first fails whole with ENOENT (DEL, GC and the
+    /// stale-entry replacement in ADD all read before they delete). Adding needs no lock.
+    static let lockPath = "/run/keel/cni-masquerade.lock"
     let socket: NFTablesSocket
 
     public init(socket: NFTablesSocket) { self.socket = socket }
@@ -77,7 +81,7 @@ public struct Masquerade: Sendable {
     /// Makes sure the table, its sets and the static chain exist exactly once. Concurrent plugin
     /// runs serialise on a lock file, since "read, then create if missing" is not atomic.
     public func ensureSkeleton() throws {
-        try withFileLock("/run/keel/cni-masquerade.lock") {
+        try withFileLock(Self.lockPath) {
             let current = try socket.table(named: Self.table.name, family: Self.table.family)
             let skeleton = Self.skeleton
             if let current, Self.hasSkeleton(current) { return }
@@ -128,23 +132,23 @@ public struct Masquerade: Sendable {
         guard error.isAlreadyExists else { throw error }
         // An entry left for the same address by an earlier owner (EEXIST: same key, other value):
         // replace it in one batch.
-        let current = try socket.table(named: Self.table.name, family: Self.table.family) ?? Ruleset()
         let ips = Set(addresses.map(\.address))
-        var replace = Transaction()
-        for family in [AddressFamily.ipv4, .ipv6] {
-            let stale = Self.elements(of: Self.ownerMap(family), in: current).filter { Self.address(of: $0).map(ips.contains) ?? false }
-            if !stale.isEmpty { replace.delete(elements: stale, from: Self.ownerMap(family)) }
+        try withReadThenDelete { current in
+            var replace = Transaction()
+            for family in [AddressFamily.ipv4, .ipv6] {
+                let stale = Self.elements(of: Self.ownerMap(family), in: current).filter { Self.address(of: $0).map(ips.contains) ?? false }
+                if !stale.isEmpty { replace.delete(elements: stale, from: Self.ownerMap(family)) }
+            }
+            replace.append(contentsOf: tx)
+            return (replace, ())
         }
-        replace.append(contentsOf: tx)
-        try socket.apply(replace)
     }
 
     /// Removes the entries that `owner` holds, whatever their addresses (DEL may run after the pod's
     /// namespace is gone). Entries of other owners stay, also for an address now given to another pod.
     @discardableResult
     public func remove(owner: Owner) throws -> [IPAddress] {
-        guard let current = try socket.table(named: Self.table.name, family: Self.table.family) else { return [] }
-        return try removeEntries(in: current) { _, entryOwner in entryOwner == owner }
+        try removeEntries { _, entryOwner in entryOwner == owner }
     }
 
     /// The addresses `owner` has entries for.
@@ -158,32 +162,53 @@ public struct Masquerade: Sendable {
     /// Removes every entry of `network` whose attachment is not in `valid`. Returns the addresses removed.
     @discardableResult
     public func collectGarbage(network: String, valid: [(containerID: String, ifName: String)]) throws -> [IPAddress] {
-        guard let current = try socket.table(named: Self.table.name, family: Self.table.family) else { return [] }
         let networkHash = fnv1a(network)
         let keep = Set(valid.map { Owner(network: network, containerID: $0.containerID, ifName: $0.ifName).attachment })
-        return try removeEntries(in: current) { _, owner in owner.network == networkHash && !keep.contains(owner.attachment) }
+        return try removeEntries { _, owner in owner.network == networkHash && !keep.contains(owner.attachment) }
     }
 
     /// Deletes, in one transaction, the owner and exemption entries of every address `selected` picks.
+    /// Entries that are already gone (a concurrent DEL of the same attachment, a GC) are not an error.
     @discardableResult
-    private func removeEntries(in current: Ruleset, _ selected: (IPAddress, Owner) -> Bool) throws -> [IPAddress] {
-        var tx = Transaction()
-        var removed: [IPAddress] = []
-        for family in [AddressFamily.ipv4, .ipv6] {
-            let map = Self.ownerMap(family), exempt = Self.exemptSet(family)
-            let chosen = Self.elements(of: map, in: current).filter { e in
-                guard let ip = Self.address(of: e), let owner = Self.owner(of: e) else { return false }
-                return selected(ip, owner)
+    private func removeEntries(_ selected: (IPAddress, Owner) -> Bool) throws -> [IPAddress] {
+        try withReadThenDelete { current in
+            var tx = Transaction()
+            var removed: [IPAddress] = []
+            for family in [AddressFamily.ipv4, .ipv6] {
+                let map = Self.ownerMap(family), exempt = Self.exemptSet(family)
+                let chosen = Self.elements(of: map, in: current).filter { e in
+                    guard let ip = Self.address(of: e), let owner = Self.owner(of: e) else { return false }
+                    return selected(ip, owner)
+                }
+                guard !chosen.isEmpty else { continue }
+                let ips = Set(chosen.compactMap(Self.address(of:)))
+                removed += ips.sorted()
+                tx.delete(elements: chosen, from: map)
+                let exempts = Self.elements(of: exempt, in: current).filter { Self.address(of: $0).map(ips.contains) ?? false }
+                if !exempts.isEmpty { tx.delete(elements: exempts, from: exempt) }
             }
-            guard !chosen.isEmpty else { continue }
-            let ips = Set(chosen.compactMap(Self.address(of:)))
-            removed += ips.sorted()
-            tx.delete(elements: chosen, from: map)
-            let exempts = Self.elements(of: exempt, in: current).filter { Self.address(of: $0).map(ips.contains) ?? false }
-            if !exempts.isEmpty { tx.delete(elements: exempts, from: exempt) }
+            return (tx, removed)
         }
-        if !tx.isEmpty { try socket.apply(tx) }
-        return removed
+    }
+
+    /// Reads the table and applies the transaction `plan` makes of it, holding `lockPath`, so that no
+    /// other Keel plugin deletes between the read and the delete. A missing table is an empty one.
+    /// ENOENT (something deleted behind the lock's back: an operator, an older plugin) re-reads and
+    /// plans again rather than failing a DEL over an entry that is gone, which is what it wanted.
+    private func withReadThenDelete<R>(_ plan: (Ruleset) throws -> (Transaction, R)) throws -> R {
+        try withFileLock(Self.lockPath) {
+            var attempt = 0
+            while true {
+                let current = try socket.table(named: Self.table.name, family: Self.table.family) ?? Ruleset()
+                let (tx, result) = try plan(current)
+                do {
+                    if !tx.isEmpty { try socket.apply(tx) }
+                    return result
+                } catch let error as NFTablesError where error.isNotFound && attempt < 3 {
+                    attempt += 1
+                }
+            }
+        }
     }
 
     static func elements(of set: NFTSet, in ruleset: Ruleset) -> Set<SetElement> {

@@ -13,8 +13,12 @@ import Netlink
 /// `vni` [1], `port` [8472], `underlayInterface`, `underlayAddress`.
 public struct OverlayPlugin: CNIPlugin {
     public let backend: String   // "host-gw" | "vxlan"
+    let ipamCheck: IPAMConfigCheck?
 
-    public init(backend: String) { self.backend = backend }
+    public init(backend: String, ipamCheck: IPAMConfigCheck? = nil) {
+        self.backend = backend
+        self.ipamCheck = ipamCheck
+    }
 
     struct Raw: Decodable {
         var subnet: String?
@@ -45,7 +49,8 @@ public struct OverlayPlugin: CNIPlugin {
             || (backend == "vxlan" && (raw.underlayInterface == nil || raw.underlayAddress == nil))
         let file = needsFile ? try NodeFile.read(raw.nodeFile ?? NodeFile.defaultPath) : NodeFile()
         func cidr(_ text: String, _ field: String) throws -> CIDR {
-            guard let c = CIDR(text), c.masked == c else { throw PodNetworkError.invalidConfig(field: field, reason: "\"\(text)\" is not a network CIDR") }
+            guard let c = CIDR(text), c.masked == c else { throw PodNetworkError.invalidConfig(field: field, reason: "\"\(quoted: text)\" is not a network CIDR") }
+            if let problem = SpecialPurposeBlock.problem(with: c) { throw PodNetworkError.invalidConfig(field: field, reason: problem) }
             return c
         }
         var subnets: [CIDR] = file.subnets
@@ -101,15 +106,17 @@ public struct OverlayPlugin: CNIPlugin {
     func prepared(_ request: CNIRequest, ensureDevice: Bool) throws -> (BridgeNetwork, CNIRequest, BridgeConfig) {
         let raw = try request.decodeConfig(Raw.self)
         let s = try settings(raw)
+        // Every config check (the bridge's, IPAM's) before the VXLAN device is made.
+        var (r, c) = try bridgeRequest(request, raw, s, mtu: s.mtu)
+        if ensureDevice { try ipamCheck?(c.ipamType, r) }
         let host: RouteSocket
         do { host = try RouteSocket() } catch { throw PodNetworkError.kernel(error) }
-        var mtu = s.mtu
         if ensureDevice, let vxlan = s.vxlan {
             let (_, podMTU) = try vxlan.ensure(host)
-            mtu = min(mtu ?? podMTU, podMTU)   // never above what the tunnel carries
+            let mtu = min(s.mtu ?? podMTU, podMTU)   // never above what the tunnel carries
+            if mtu != s.mtu { (r, c) = try bridgeRequest(request, raw, s, mtu: mtu) }
         }
-        let (r, c) = try bridgeRequest(request, raw, s, mtu: mtu)
-        return (BridgeNetwork(host: host), r, c)
+        return (BridgeNetwork(host: host, ipamCheck: ipamCheck), r, c)
     }
 
     public func add(_ request: CNIRequest) throws -> CNIResult {

@@ -27,7 +27,7 @@ public enum PodNetworkError: Error, CustomStringConvertible, CNIErrorConvertible
         switch self {
         case let .unsupportedField(field, reason): "unsupported field \(field): \(reason)"
         case let .invalidConfig(field, reason): "invalid \(field): \(reason)"
-        case let .netnsUnavailable(path, e): "cannot open netns \(path): \(e.errno)"
+        case let .netnsUnavailable(path, e): "cannot open netns \(quoted: path): \(e.errno)"
         case let .notABridge(name, kind): "\(name) already exists but is a \(kind), not a bridge"
         case let .ipamReturnedNoAddress(type): "IPAM plugin \(type) returned missing IP config"
         case let .bridgeAddressConflict(bridge, existing, wanted):

@@ -1,4 +1,5 @@
 import CNI
+import IPAM
 import PodNetwork
 
-CNIEntry.exit(running: BridgePlugin(), about: "Keel bridge CNI plugin")
+CNIEntry.exit(running: BridgePlugin(ipamCheck: HostLocalPlugin.checkDelegatedConfig), about: "Keel bridge CNI plugin")

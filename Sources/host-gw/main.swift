@@ -1,4 +1,5 @@
 import CNI
+import IPAM
 import PodNetwork
 
-CNIEntry.exit(running: OverlayPlugin(backend: "host-gw"), about: "Keel host-gw CNI plugin")
+CNIEntry.exit(running: OverlayPlugin(backend: "host-gw", ipamCheck: HostLocalPlugin.checkDelegatedConfig), about: "Keel host-gw CNI plugin")

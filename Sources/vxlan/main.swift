@@ -1,4 +1,5 @@
 import CNI
+import IPAM
 import PodNetwork
 
-CNIEntry.exit(running: OverlayPlugin(backend: "vxlan"), about: "Keel vxlan CNI plugin")
+CNIEntry.exit(running: OverlayPlugin(backend: "vxlan", ipamCheck: HostLocalPlugin.checkDelegatedConfig), about: "Keel vxlan CNI plugin")

@@ -44,6 +44,12 @@ final class IPAMDelegateTests {
         #!/bin/sh
         echo 'this is not json'
         """)
+        // Records what its stdin is: the file behind descriptor 0.
+        try script("fd0-ipam", #"""
+        #!/bin/sh
+        readlink /proc/self/fd/0 > "$(dirname "$0")/../stdin-file"
+        printf '%s' '{"cniVersion":"1.1.0"}'
+        """#)
         // Exits without reading stdin: the parent must not die of SIGPIPE.
         try script("deaf-ipam", #"""
         #!/bin/sh
@@ -131,6 +137,15 @@ final class IPAMDelegateTests {
     @Test func largeStderrDoesNotDeadlock() throws {
         let result = try IPAMDelegate.add(type: "chatty-ipam", request: try request())
         #expect(result.ips == [IPConfig(address: "fd00::7/64")])
+    }
+
+    /// The delegate's stdin never has a name in /tmp (O_TMPFILE shows as "/tmp/#<inode> (deleted)"),
+    /// so a plugin killed while it waits leaves nothing there; a named file, even one unlinked right
+    /// after creation, shows its name.
+    @Test func delegateStdinIsAnUnnamedFile() throws {
+        _ = try IPAMDelegate.add(type: "fd0-ipam", request: try request())
+        let target = try recorded("stdin-file").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(target.hasPrefix("/tmp/#") && target.hasSuffix(" (deleted)"), "\(target)")
     }
 
     @Test func childThatIgnoresStdin() throws {

@@ -45,6 +45,24 @@ struct AddressRangeTests {
         Invalid(name: "rangeEnd outside", subnet: "10.0.0.0/24", end: "10.0.1.5", field: "r.rangeEnd"),
         Invalid(name: "rangeStart > rangeEnd", subnet: "10.0.0.0/24", start: "10.0.0.50", end: "10.0.0.40", field: "r.rangeEnd"),
         Invalid(name: "IPv6 rangeEnd outside", subnet: "fd00::/64", end: "fd00:0:0:1::1", field: "r.rangeEnd"),
+        // Not unicast: the kernel refuses these later, in the middle of an ADD.
+        Invalid(name: "every IPv4 address", subnet: "0.0.0.0/0", field: "r.subnet"),
+        Invalid(name: "every IPv6 address", subnet: "::/0", field: "r.subnet"),
+        Invalid(name: "this network", subnet: "0.0.0.0/24", field: "r.subnet"),
+        Invalid(name: "loopback", subnet: "127.0.0.0/8", field: "r.subnet"),
+        Invalid(name: "multicast", subnet: "224.1.0.0/16", field: "r.subnet"),
+        Invalid(name: "covers multicast", subnet: "192.0.0.0/2", field: "r.subnet"),
+        Invalid(name: "reserved", subnet: "240.0.0.0/24", field: "r.subnet"),
+        Invalid(name: "IPv6 multicast", subnet: "ff02::/64", field: "r.subnet"),
+        Invalid(name: "IPv6 covering loopback", subnet: "::/64", field: "r.subnet"),
+        Invalid(name: "IPv4-mapped", subnet: "::ffff:10.0.0.0/120", field: "r.subnet"),
+        // Network and broadcast addresses are not hosts.
+        Invalid(name: "gateway is the network address", subnet: "10.0.0.0/24", gateway: "10.0.0.0", field: "r.gateway"),
+        Invalid(name: "gateway is the broadcast address", subnet: "10.0.0.0/24", gateway: "10.0.0.255", field: "r.gateway"),
+        Invalid(name: "IPv6 gateway is the subnet-router address", subnet: "fd00::/64", gateway: "fd00::", field: "r.gateway"),
+        Invalid(name: "rangeStart is the network address", subnet: "10.0.0.0/24", start: "10.0.0.0", field: "r.rangeStart"),
+        Invalid(name: "rangeEnd is the broadcast address", subnet: "10.0.0.0/24", end: "10.0.0.255", field: "r.rangeEnd"),
+        Invalid(name: "a range of the gateway alone", subnet: "10.0.0.0/24", start: "10.0.0.1", end: "10.0.0.1", field: "r.rangeStart"),
     ])
     func invalid(_ c: Invalid) throws {
         #expect {
@@ -54,6 +72,33 @@ struct AddressRangeTests {
             guard case let .invalidConfig(field, _)? = error as? IPAMError else { return false }
             return field == c.field
         }
+    }
+
+    /// What the refusals above must not catch: unicast edges that the kernel takes.
+    @Test(arguments: [
+        ("10.0.0.0/24", nil, "10.0.0.254", "10.0.0.254"),          // gateway on the last host address
+        ("fd00::/64", nil, "fd00::ffff:ffff:ffff:ffff", nil),        // IPv6 has no broadcast address
+        ("169.254.0.0/16", nil, nil, nil),                            // link-local is unicast
+        ("fe80::/64", nil, nil, nil),
+        ("223.255.255.0/24", nil, nil, nil),                         // just below multicast
+        ("1.0.0.0/8", nil, nil, nil),                                 // just above 0.0.0.0/8
+    ] as [(String, String?, String?, String?)])
+    func unicastEdgesAreAccepted(subnet: String, start: String?, end: String?, gateway: String?) throws {
+        let r = try AddressRange(subnet: cidr(subnet), rangeStart: start.map(ip), rangeEnd: end.map(ip), gateway: gateway.map(ip))
+        #expect(r.allocatableCount > 0)
+    }
+
+    @Test func refusalsSayWhatIsWrong() {
+        func reason(_ subnet: String, gateway: String? = nil) -> String {
+            do { _ = try AddressRange(subnet: cidr(subnet), gateway: gateway.map(ip), field: "r"); return "" } catch {
+                guard case let .invalidConfig(_, reason)? = error as? IPAMError else { return "\(error)" }
+                return reason
+            }
+        }
+        #expect(reason("0.0.0.0/0") == "0.0.0.0/0 is every IPv4 address, not a network of hosts")
+        #expect(reason("224.0.0.0/24") == "224.0.0.0/24 overlaps the multicast block 224.0.0.0/4, which holds no unicast host addresses")
+        #expect(reason("ff00::/64") == "ff00::/64 overlaps the multicast block ff00::/8, which holds no unicast host addresses")
+        #expect(reason("10.0.0.0/24", gateway: "10.0.0.255") == "gateway 10.0.0.255 is the broadcast address of 10.0.0.0/24")
     }
 
     @Test func rangeSetRejectsOverlapsAndMixedFamilies() throws {

@@ -88,6 +88,23 @@ struct HostLocalConfigTests {
                 field: "runtimeConfig.ips[0]"),
         Invalid(name: "bad route", json: #"{"name": "n", "ipam": {"subnet": "10.1.2.0/24", "routes": [{"dst": "x"}]}}"#,
                 field: "ipam.routes[0].dst"),
+        Invalid(name: "multicast subnet in ranges",
+                json: #"{"name": "n", "ipam": {"ranges": [[{"subnet": "10.1.2.0/24"}], [{"subnet": "ff02::/64"}]]}}"#,
+                field: "ipam.ranges[1][0].subnet"),
+        Invalid(name: "0.0.0.0/0 as the old single subnet", json: #"{"name": "n", "ipam": {"subnet": "0.0.0.0/0"}}"#,
+                field: "ipam.subnet"),
+        Invalid(name: "::/0 in runtimeConfig.ipRanges",
+                json: #"{"name": "n", "ipam": {"subnet": "10.1.2.0/24"}, "runtimeConfig": {"ipRanges": [[{"subnet": "::/0"}]]}}"#,
+                field: "runtimeConfig.ipRanges[0][0].subnet"),
+        Invalid(name: "gateway on the broadcast address",
+                json: #"{"name": "n", "ipam": {"ranges": [[{"subnet": "10.1.2.0/24", "gateway": "10.1.2.255"}]]}}"#,
+                field: "ipam.ranges[0][0].gateway"),
+        Invalid(name: "route gateway of the other family",
+                json: #"{"name": "n", "ipam": {"subnet": "10.1.2.0/24", "routes": [{"dst": "10.9.0.0/16", "gw": "fd00::1"}]}}"#,
+                field: "ipam.routes[0].gw"),
+        Invalid(name: "multicast route gateway",
+                json: #"{"name": "n", "ipam": {"subnet": "10.1.2.0/24", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.9.0.0/16", "gw": "224.0.0.1"}]}}"#,
+                field: "ipam.routes[1].gw"),
     ])
     func invalid(_ c: Invalid) {
         #expect {
@@ -96,6 +113,32 @@ struct HostLocalConfigTests {
             guard case let .invalidConfig(field, _)? = error as? IPAMError else { return false }
             return field == c.field
         }
+    }
+
+    /// Go's net.ParseCIDR masks, and the reference returns the masked route; the kernel refuses host bits.
+    @Test func routeDestinationWithHostBitsIsMasked() throws {
+        let c = try parse(#"{"name": "n", "ipam": {"subnet": "10.1.2.0/24", "routes": [{"dst": "10.9.8.7/16", "gw": "10.1.2.1"}]}}"#)
+        #expect(c.routes == [IPAMRoute(destination: cidr("10.9.0.0/16"), gateway: ip("10.1.2.1"))])
+    }
+
+    /// An error repeats at most CNIError.quotedInputLimit characters of what was written.
+    @Test func longInputIsClippedInTheMessage() {
+        let long = String(repeating: "9", count: 100_000)
+        #expect {
+            try parse(#"{"name": "n", "ipam": {"ranges": [[{"subnet": "\#(long)"}]]}}"#)
+        } throws: { error in
+            guard case let .invalidConfig(field, reason)? = error as? IPAMError else { return false }
+            return field == "ipam.ranges[0][0].subnet" && reason.count < 300 && reason.contains("(99800 more characters)")
+        }
+    }
+
+    /// DEL finds the store without judging the ranges: a network whose config a newer Keel refuses
+    /// must still release its pods.
+    @Test func storeLocationIgnoresTheRanges() throws {
+        let json = #"{"name": "n", "ipam": {"dataDir": "/tmp/d", "ranges": [[{"subnet": "224.0.0.0/24"}]]}}"#
+        #expect(throws: IPAMError.self) { try parse(json) }
+        let location = try HostLocalConfig.storeLocation(json: Array(json.utf8))
+        #expect(location.network == "n" && location.dataDirectory == "/tmp/d")
     }
 
     @Test func resolvConfParsing() {

@@ -399,6 +399,45 @@ struct BridgePluginTests {
         }
     }
 
+    /// Five DELs of one attachment at once, as a runtime retrying a timed-out DEL does, racing a GC
+    /// that also drops the attachment: each must succeed (CNI spec: DEL is idempotent, whichever run
+    /// removed the veth, the reservation or the masquerade entry first), and the node ends as before
+    /// the ADD. Several rounds, since a race needs the runs to overlap at the wrong step.
+    @Test func fiveConcurrentDelsOfOneAttachmentAndAGCAllSucceedAndLeaveNothing() throws {
+        try withScratchDirectory("cdel") { dataDir in
+            try NetnsLab.with(prefix: "keel-t") { lab in
+                let node = try lab.namespace("cdel-node"), p0 = try lab.namespace("cdel-p0")
+                let runner = CNIRunner(node: node, path: keel)
+                var net = BridgeNet(dataDir: dataDir)
+                net.cniVersion = "1.1.0"   // GC exists from 1.1.0
+                let config = try net.json()
+                let gcConfig = try net.json(adding: ["cni.dev/valid-attachments": [["containerID": "c0", "ifname": "eth0"]]])
+                _ = try AddResult(runner.add("bridge", pod: p0, containerID: "c0", config: config))
+                let before = try NodeState(node, dataDir: dataDir)
+                for round in 0..<4 {
+                    let pod = try lab.namespace("cdel-pod\(round)")
+                    let podBefore = try linkNames(pod)
+                    let added = try AddResult(runner.add("bridge", pod: pod, containerID: "c1", config: config))
+                    #expect(try masqueradedAddresses(node).contains(try #require(added.address)))
+                    // Runs 0–4 are DELs; in odd rounds run 5 is a GC that does not list c1.
+                    let runs = onThreads(round % 2 == 0 ? 5 : 6) { i in
+                        Result { i < 5 ? try runner.del("bridge", pod: pod, containerID: "c1", config: config)
+                                       : try runner.run("bridge", "GC", ifName: "", config: gcConfig) }
+                    }
+                    for (i, run) in runs.enumerated() {
+                        switch run {
+                        case .success(let r): #expect(r.succeeded, "round \(round), run \(i): \(r)")
+                        case .failure(let e): Issue.record("round \(round), run \(i): \(e)")
+                        }
+                    }
+                    #expect(try linkNames(pod) == podBefore, "round \(round)")
+                    let after = try NodeState(node, dataDir: dataDir)
+                    #expect(after == before, "round \(round): \(before.difference(to: after))")
+                }
+            }
+        }
+    }
+
     /// An ADD that fails after the veth and the reservation exist must undo both.
     func expectLateFailureLeavesNothing(tag: String, failing: (inout BridgeNet) -> Void, firstPodTakesLastAddress: Bool = false,
                                         expectedCode: Int, expectedMessage: String) throws {
@@ -433,6 +472,61 @@ struct BridgePluginTests {
         // A gateway that is not on-link: RTM_NEWROUTE fails in the pod after the veth and the lease exist.
         try expectLateFailureLeavesNothing(tag: "badrt", failing: { $0.ipamRoutes = [["dst": "10.77.0.0/16", "gw": "10.99.99.1"]] },
                                            expectedCode: 999, expectedMessage: "RTM_NEWROUTE")
+    }
+
+    /// On a node without the bridge, the ADD that makes it and then fails (a route the pod's kernel
+    /// refuses) removes it again: the node is as it was, and the next good ADD starts clean.
+    @Test func addThatFailsLateOnAFreshNodeRemovesTheBridgeItMade() throws {
+        try withScratchDirectory("fresh") { dataDir in
+            try NetnsLab.with(prefix: "keel-t") { lab in
+                let node = try lab.namespace("fresh-node"), pod = try lab.namespace("fresh-pod")
+                let runner = CNIRunner(node: node, path: keel)
+                var net = BridgeNet(dataDir: dataDir)
+                net.ipamRoutes = [["dst": "10.77.0.0/16", "gw": "10.99.99.1"]]
+                let before = try NodeState(node, dataDir: dataDir)
+                let podBefore = try linkNames(pod)
+                let run = try runner.add("bridge", pod: pod, containerID: "c1", config: net.json())
+                #expect(run.errorCode == 999 && run.stdout.contains("RTM_NEWROUTE"), "\(run)")
+                let after = try NodeState(node, dataDir: dataDir)
+                #expect(after == before, "\(before.difference(to: after))")
+                #expect(try !linkNames(node).contains("kbr0"))
+                #expect(try linkNames(pod) == podBefore)
+
+                net.ipamRoutes = []
+                let good = try AddResult(runner.add("bridge", pod: pod, containerID: "c1", config: net.json()))
+                #expect(good.address.map { CIDR("10.244.1.0/24")!.contains($0) } == true)
+            }
+        }
+    }
+
+    /// vxlan makes the node's VXLAN device before it attaches the pod: a config its IPAM refuses must
+    /// be refused first, with the field named, on a node where the device could be made.
+    @Test func vxlanRefusesABadIPAMConfigBeforeMakingTheDevice() throws {
+        try withScratchDirectory("vxbad") { dataDir in
+            try NetnsLab.with(prefix: "keel-t") { lab in
+                let node = try lab.namespace("vxbad-node"), pod = try lab.namespace("vxbad-pod")
+                _ = try makeWorld(lab, node: node, label: "vxbad-world")   // the underlay: uplink 192.168.100.1
+                let runner = CNIRunner(node: node, path: keel)
+                var config: [String: Any] = [
+                    "cniVersion": "1.0.0", "name": "keelvx", "type": "vxlan", "subnet": "10.244.1.0/24", "clusterCIDR": "10.244.0.0/16",
+                    "underlayInterface": "uplink", "underlayAddress": nodeUplinkAddress.description, "ipMasq": false,
+                    "ipam": ["type": "host-local", "dataDir": dataDir, "ranges": [[["subnet": "10.244.1.0/24", "gateway": "10.244.1.255"]]]],
+                ]
+                let before = try NodeState(node, dataDir: dataDir)
+                let podBefore = try linkNames(pod)
+                let run = try runner.add("vxlan", pod: pod, containerID: "c1", config: jsonText(config))
+                #expect(run.errorCode == 7 && run.stdout.contains("ipam.ranges[0][0].gateway"), "\(run)")
+                let after = try NodeState(node, dataDir: dataDir)
+                #expect(after == before, "\(before.difference(to: after))")
+                #expect(try !linkNames(node).contains("keel.1"))
+                #expect(try linkNames(pod) == podBefore)
+
+                // The good config makes the device: the refusal above is not for want of an underlay.
+                config["ipam"] = ["type": "host-local", "dataDir": dataDir, "ranges": [[["subnet": "10.244.1.0/24"]]]]
+                _ = try AddResult(runner.add("vxlan", pod: pod, containerID: "c1", config: jsonText(config)))
+                #expect(try linkNames(node).contains("keel.1"))
+            }
+        }
     }
 
     @Test func addThatFailsOnAnExhaustedRangeLeavesNoVethNoReservationNoRule() throws {
@@ -535,8 +629,36 @@ struct BridgePluginTests {
     }
 
     static let malformed: [Malformed] = [
-        Malformed(name: "bad JSON", tag: "mf-json", code: 6, mentions: "not valid JSON",
+        Malformed(name: "bad JSON", tag: "mf-json", code: 6, mentions: "unexpected end of input, expected a key (a string in double quotes) at line 1, column 62",
                   config: { _ in #"{"cniVersion": "1.0.0", "name": "keelnet", "type": "bridge", "# }),
+        Malformed(name: "nested 5000 levels deep", tag: "mf-deep", code: 6, mentions: "nested more than 128 levels deep",
+                  config: { n in try n.json().replacingOccurrences(of: "{", with: "{\"x\":" + String(repeating: "[", count: 5000)
+                                                                          + String(repeating: "]", count: 5000) + ",", options: .anchored) }),
+        // Configs host-local's reference takes and the kernel then refuses half-way through an ADD.
+        Malformed(name: "subnet 0.0.0.0/0", tag: "mf-all4", code: 7, mentions: "ipam.ranges[0][0].subnet",
+                  config: { n in var n = n; n.subnet = "0.0.0.0/0"; return try n.json() }),
+        Malformed(name: "subnet ::/0", tag: "mf-all6", code: 7, mentions: "ipam.ranges[0][0].subnet",
+                  config: { n in var n = n; n.subnet = "::/0"; return try n.json() }),
+        Malformed(name: "multicast subnet", tag: "mf-mc4", code: 7, mentions: "ipam.ranges[0][0].subnet",
+                  config: { n in var n = n; n.subnet = "224.1.1.0/24"; return try n.json() }),
+        Malformed(name: "IPv6 multicast subnet", tag: "mf-mc6", code: 7, mentions: "ipam.ranges[0][0].subnet",
+                  config: { n in var n = n; n.subnet = "ff05::/64"; return try n.json() }),
+        Malformed(name: "loopback subnet", tag: "mf-lo", code: 7, mentions: "ipam.ranges[0][0].subnet",
+                  config: { n in var n = n; n.subnet = "127.1.0.0/16"; return try n.json() }),
+        Malformed(name: "gateway on the broadcast address", tag: "mf-gwbc", code: 7, mentions: "ipam.ranges[0][0].gateway",
+                  config: { n in var n = n; n.gateway = "10.244.1.255"; return try n.json() }),
+        Malformed(name: "gateway on the network address", tag: "mf-gwnet", code: 7, mentions: "ipam.ranges[0][0].gateway",
+                  config: { n in var n = n; n.gateway = "10.244.1.0"; return try n.json() }),
+        Malformed(name: "rangeStart on the network address", tag: "mf-rsnet", code: 7, mentions: "ipam.ranges[0][0].rangeStart",
+                  config: { n in var n = n; n.rangeStart = "10.244.1.0"; return try n.json() }),
+        Malformed(name: "rangeEnd outside the subnet", tag: "mf-reout", code: 7, mentions: "ipam.ranges[0][0].rangeEnd",
+                  config: { n in var n = n; n.rangeEnd = "10.244.2.10"; return try n.json() }),
+        Malformed(name: "IPv6 pod with an MTU below 1280", tag: "mf-mtu6", code: 7, mentions: "below 1280",
+                  config: { n in var n = n; n.subnet = "fd00:1::/64"; return try n.json(adding: ["mtu": 1000]) }),
+        Malformed(name: "multicast MAC", tag: "mf-mac", code: 7, mentions: "args.cni.mac",
+                  config: { n in try n.json(adding: ["args": ["cni": ["mac": "01:00:5e:00:00:01"]]]) }),
+        Malformed(name: "route gateway of the other family", tag: "mf-rtfam", code: 7, mentions: "ipam.routes[0].gw",
+                  config: { n in var n = n; n.ipamRoutes = [["dst": "10.77.0.0/16", "gw": "fd00::1"]]; return try n.json() }),
         Malformed(name: "unknown cniVersion", tag: "mf-ver", code: 1, mentions: "9.9.9",
                   config: { n in var n = n; n.cniVersion = "9.9.9"; return try n.json() }),
         Malformed(name: "invalid CIDR", tag: "mf-cidr", code: 7, mentions: "ipam.ranges[0][0].subnet",

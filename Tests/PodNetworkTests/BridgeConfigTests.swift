@@ -43,6 +43,9 @@ let ipam = #""ipam":{"type":"host-local","subnet":"10.244.1.0/24"}"#
         (#""bridge":"much-too-long-bridge-name""#, 7, "bridge"),
         (#""mtu":20"#, 7, "mtu"),
         (#""args":{"cni":{"mac":"nope"}}"#, 7, "args.cni.mac"),
+        (#""args":{"cni":{"mac":"01:00:5e:00:00:01"}}"#, 7, "args.cni.mac"),
+        (#""args":{"cni":{"mac":"00:00:00:00:00:00"}}"#, 7, "args.cni.mac"),
+        (#""runtimeConfig":{"mac":"33:33:00:00:00:01"}"#, 7, "runtimeConfig.mac"),
     ])
     func refusedWithTheFieldNamed(field: String, code: Int, name: String) throws {
         let r = try request(#"{"cniVersion":"1.0.0","name":"n","type":"bridge",\#(field),\#(ipam)}"#)
@@ -98,5 +101,54 @@ let ipam = #""ipam":{"type":"host-local","subnet":"10.244.1.0/24"}"#
         let e = Masquerade.exemptElement(CIDR("10.244.1.7/24")!, CIDR("10.244.1.7/24")!)
         #expect(e.key == [.ip(IPAddress("10.244.1.7")!), .ip(IPAddress("10.244.1.0")!)])
         #expect(e.keyEnd == [.ip(IPAddress("10.244.1.7")!), .ip(IPAddress("10.244.1.255")!)])
+    }
+}
+
+/// Config checks come before the first kernel object: IPAM's (injected) and the overlay's own.
+@Suite struct ValidationOrderTests {
+    struct Marker: Error {}
+
+    @Test func bridgeAddRunsTheIPAMCheckBeforeOpeningThePod() throws {
+        let r = try request(#"{"cniVersion":"1.0.0","name":"n","type":"bridge",\#(ipam)}"#)
+        var seen: [String] = []
+        let network = try BridgePlugin(ipamCheck: { _, _ in throw Marker() }).network()
+        #expect(throws: Marker.self) { try network.add(r) }
+        // Without a check, the same request gets as far as the (missing) pod namespace.
+        #expect { try BridgePlugin().network().add(r) } throws: { error in
+            seen.append("\(error)")
+            if case .netnsUnavailable? = error as? PodNetworkError { return true }
+            return false
+        }
+        #expect(seen.count == 1)
+    }
+
+    /// vxlan checks IPAM before it ensures the VXLAN device. The underlay does not exist, so a wrong
+    /// order fails on a lookup (read-only) instead of creating anything.
+    @Test func vxlanRunsTheIPAMCheckBeforeTheDevice() throws {
+        let r = try request(#"{"cniVersion":"1.0.0","name":"n","type":"vxlan","subnet":"10.244.1.0/24","clusterCIDR":"10.244.0.0/16","underlayInterface":"keel-t-none0","underlayAddress":"192.168.50.11"}"#)
+        let checked = OverlayPlugin(backend: "vxlan", ipamCheck: { type, request in
+            #expect(type == "host-local")
+            #expect(request.config.ipam?.raw["ranges"] != nil)   // the generated host-local section
+            throw Marker()
+        })
+        #expect(throws: Marker.self) { _ = try checked.prepared(r, ensureDevice: true) }
+        #expect { _ = try OverlayPlugin(backend: "vxlan").prepared(r, ensureDevice: true) } throws: { error in
+            if case .kernel? = error as? PodNetworkError { return true }   // the underlay lookup
+            return false
+        }
+    }
+
+    @Test(arguments: [
+        (#""subnet":"224.0.0.0/24","clusterCIDR":"10.244.0.0/16""#, "subnet"),
+        (#""subnets":["10.244.1.0/24","ff02::/64"],"clusterCIDR":"10.244.0.0/16""#, "subnets[1]"),
+        (#""subnet":"10.244.1.0/24","clusterCIDR":"0.0.0.0/0""#, "clusterCIDR"),
+    ])
+    func overlayRefusesNonUnicastSubnets(_ fields: String, _ field: String) throws {
+        let r = try request(#"{"cniVersion":"1.0.0","name":"n","type":"host-gw",\#(fields)}"#)
+        let plugin = OverlayPlugin(backend: "host-gw")
+        #expect { try plugin.settings(r.decodeConfig(OverlayPlugin.Raw.self)) } throws: { error in
+            guard case let .invalidConfig(f, reason)? = error as? PodNetworkError else { return false }
+            return f == field && (reason.contains("no unicast host addresses") || reason.contains("is every IPv4 address"))
+        }
     }
 }
