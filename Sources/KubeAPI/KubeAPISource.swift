@@ -156,7 +156,7 @@ public final class KubeAPISource: ClusterSource {
         metrics.update(kind) { m in
             if m.lists > 0 { m.relists += 1 }
             m.lists += 1
-            m.skippedObjects += decoded.problems.count
+            m.skippedObjects += decoded.problems.filter(\.isError).count
             m.resourceVersion = resourceVersion
             m.lastEventAt = now
         }
@@ -270,7 +270,8 @@ public final class KubeAPISource: ClusterSource {
             // The decoder reads an object with or without its own `kind` (then it is the watched kind).
             let decoded = ManifestDecoder.combine([ManifestDecoder.decodeJSON(Data(event.object), origin: Self.origin, impliedKind: kind)])
             for problem in decoded.problems { logger.log(problem) }
-            if !decoded.problems.isEmpty { metrics.update(kind) { $0.skippedObjects += decoded.problems.count } }
+            let errors = decoded.problems.filter(\.isError).count   // warnings keep their object
+            if errors > 0 { metrics.update(kind) { $0.skippedObjects += errors } }
             guard let object = decoded.objects.first else {
                 if let key { store.delete(key) }   // what the next LIST would do with an object that no longer validates
                 return

@@ -118,7 +118,8 @@ import Testing
     @Test(arguments: decoded)
     func decodesRealisticManifests(_ c: Decoded) throws {
         let r = ManifestDecoder.decode(c.yaml, file: "svc.yaml")
-        #expect(r.problems == [])
+        // Warnings (IPv6 parts, ignored fields) are ValidationRulesTests' subject; here: no errors.
+        #expect(r.problems.filter(\.isError) == [])
         let service = try #require(r.objects.first?.service)
         #expect(service == c.expected)
         // The Codable form is the wire shape and reads back to the same value.
