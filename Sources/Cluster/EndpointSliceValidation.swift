@@ -85,6 +85,8 @@ extension EndpointSlice {
                 case let type?:
                     if let a = check.ip(text, "\(field)[\(j)]", family: type.family) {
                         check.nonSpecialIP(a, "\(field)[\(j)]")
+                        // "clients may choose to only use the first element" (the API reference): keeld does.
+                        if j > 0 { check.warn("\(field)[\(j)]", "ignored: only an endpoint's first address is used") }
                         addresses.append(.ip(a))
                     }
                 case nil:

@@ -76,6 +76,10 @@ extension Service {
         } else {
             (service.clusterIPs, service.isHeadless) = clusterIPs(spec, type: type, &check)
             service.externalName = spec.externalName.flatMap { $0.isEmpty ? nil : $0 }
+            if service.clusterIPs.isEmpty, !service.isHeadless, (spec.clusterIP ?? "").isEmpty, (spec.clusterIPs ?? []).isEmpty {
+                // The API server allocates it; a manifest folder has no allocator.
+                check.warn("spec.clusterIP", "missing: nothing is programmed for this Service until it has one (the API server allocates it; a manifest writes it)")
+            }
         }
 
         let ports = spec.ports ?? []
@@ -139,10 +143,26 @@ extension Service {
         }
         service.externalTrafficPolicy = check.oneOf(spec.externalTrafficPolicy, "spec.externalTrafficPolicy",
                                                      default: TrafficPolicy.cluster) ?? .cluster
+        // What only NodePort and LoadBalancer Services use (ProxyStateBuilder), said where it is ignored.
+        let external = type == .nodePort || type == .loadBalancer
+        if service.externalTrafficPolicy == .local, !external, type != .externalName {
+            check.warn("spec.externalTrafficPolicy", "Local: ignored for a \(type) Service (keeld applies it to NodePort and LoadBalancer Services)")
+        }
+        if type != .loadBalancer, type != .externalName {
+            if !service.loadBalancerSourceRanges.isEmpty {
+                check.warn("spec.loadBalancerSourceRanges", "ignored: only a LoadBalancer Service has them (Kubernetes refuses them on a \(type) Service)")
+            }
+            if !service.loadBalancerIngressIPs.isEmpty {
+                check.warn("status.loadBalancer.ingress", "ignored: a \(type) Service is not a LoadBalancer")
+            }
+        }
         service.internalTrafficPolicy = check.oneOf(spec.internalTrafficPolicy, "spec.internalTrafficPolicy",
                                                      default: TrafficPolicy.cluster) ?? .cluster
         service.healthCheckNodePort = check.port(spec.healthCheckNodePort, "spec.healthCheckNodePort",
                                                  required: false, zeroMeansUnset: true)
+        if let port = service.healthCheckNodePort {
+            check.warn("spec.healthCheckNodePort", "\(port): ignored (keeld answers no load-balancer health checks)")
+        }
         service.ipFamilies = (spec.ipFamilies ?? []).enumerated().compactMap { i, text in
             switch text {
             case "IPv4": return .ipv4

@@ -21,7 +21,8 @@ import Testing
         return Outcome(objects: objects, problems: problems)
     }
 
-    static func service(_ name: String = "web", namespace: String = "default", metadata: String = "", spec: String) -> Outcome {
+    static func service(_ name: String = "web", namespace: String = "default", metadata: String = "", spec: String,
+                        status: String? = nil) -> Outcome {
         decode("""
             apiVersion: v1
             kind: Service
@@ -31,6 +32,7 @@ import Testing
             \(metadata.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
             spec:
             \(spec.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            \(status.map { "status:\n  " + $0 } ?? "")
             """)
     }
 
@@ -223,6 +225,28 @@ import Testing
             "spec.externalIPs[2]: 169.254.169.254 may not be in the link-local range (169.254.0.0/16)",
             "spec.externalIPs[3]: 224.0.0.5 may not be in the link-local multicast range (224.0.0.0/24)",
         ])
+        // What only NodePort/LoadBalancer Services use, and what keeld never serves: kept, said.
+        let ignored = Self.service(spec: """
+            clusterIP: 10.96.0.10
+            externalTrafficPolicy: Local
+            healthCheckNodePort: 31000
+            loadBalancerSourceRanges: [10.0.0.0/8]
+            ports: [{port: 80}]
+            """, status: "loadBalancer: {ingress: [{ip: 192.0.2.10}]}")
+        #expect(ignored.kept && ignored.warnings == [
+            "spec.externalTrafficPolicy: Local: ignored for a ClusterIP Service (keeld applies it to NodePort and LoadBalancer Services)",
+            "spec.loadBalancerSourceRanges: ignored: only a LoadBalancer Service has them (Kubernetes refuses them on a ClusterIP Service)",
+            "status.loadBalancer.ingress: ignored: a ClusterIP Service is not a LoadBalancer",
+            "spec.healthCheckNodePort: 31000: ignored (keeld answers no load-balancer health checks)",
+        ])
+        let lb = Self.service(spec: "type: LoadBalancer\nclusterIP: 10.96.0.10\nexternalTrafficPolicy: Local\nloadBalancerSourceRanges: [10.0.0.0/8]\nports: [{port: 80}]",
+                              status: "loadBalancer: {ingress: [{ip: 192.0.2.10}]}")
+        #expect(lb.problems.isEmpty, "\(lb.problems)")
+        // No cluster IP in a manifest: nothing to program (the API server would allocate one); headless is fine.
+        #expect(Self.service(spec: "ports: [{port: 80}]").warnings == [
+            "spec.clusterIP: missing: nothing is programmed for this Service until it has one (the API server allocates it; a manifest writes it)"])
+        #expect(Self.service(spec: "clusterIP: None\nports: [{port: 80}]").problems.isEmpty)
+
         #expect(Self.service(spec: "type: ExternalName\nexternalName: Db_Host").errors
                     == ["spec.externalName: \"Db_Host\" is not a DNS-1123 subdomain (lowercase a-z, 0-9, '-' and '.', at most 253)"])
         #expect(Self.service(spec: "type: ExternalName\nexternalName: db.example.com.").problems.isEmpty)
@@ -245,6 +269,8 @@ import Testing
                     == ["ports[1].name: duplicate port name \"dns\" (also ports[0])"])
         let orphan = Self.slice(labels: "{app: web}", "addressType: IPv4\nendpoints: [{addresses: [10.0.0.1]}]")
         #expect(orphan.kept && orphan.warnings == ["metadata.labels: no kubernetes.io/service-name label: the slice belongs to no Service and is not used"])
+        #expect(Self.slice("addressType: IPv4\nendpoints: [{addresses: [10.0.0.1, 10.0.0.2]}]").warnings
+                    == ["endpoints[0].addresses[1]: ignored: only an endpoint's first address is used"])
         let many = (0..<101).map { "10.0.\($0 / 250).\($0 % 250 + 1)" }.joined(separator: ", ")
         #expect(Self.slice("addressType: IPv4\nendpoints: [{addresses: [\(many)]}]").errors == ["endpoints[0].addresses: 101 addresses (at most 100)"])
     }
