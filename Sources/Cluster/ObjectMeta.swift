@@ -63,12 +63,20 @@ extension FieldChecks {
             }
         }
         labels(m?.labels, "metadata.labels")
-        for key in (m?.annotations ?? [:]).keys.sorted() {
+        let annotations = m?.annotations ?? [:]
+        for key in annotations.keys.sorted() {
             // The API server checks annotation keys lowercased.
             if let problem = Self.qualifiedNameProblem(key.lowercased()) { fail("metadata.annotations", "key \(problem)") }
         }
+        let size = annotations.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        if size > Self.maxAnnotationBytes {
+            fail("metadata.annotations", "\(size) bytes (at most \(Self.maxAnnotationBytes), keys and values together)")
+        }
         return name
     }
+
+    /// apimachinery's `TotalAnnotationSizeLimitB`.
+    static let maxAnnotationBytes = 256 * 1024
 
     /// The name rules of apimachinery's `NameIsDNS1035Label` (Services), `NameIsDNSLabel` (Namespaces)
     /// and `NameIsDNSSubdomain` (Nodes, Pods, EndpointSlices, NetworkPolicies and most other kinds).

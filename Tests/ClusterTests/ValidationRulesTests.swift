@@ -94,6 +94,8 @@ import Testing
         #expect(bad.errors.contains { $0.hasPrefix("metadata.annotations: key \"bad key\"") })
         #expect(bad.errors.contains { $0.hasPrefix("metadata.labels[long]:") })
 
+        let big = Self.service(metadata: "annotations: {a: \"\(String(repeating: "x", count: 256 * 1024))\"}", spec: Self.plainSpec)
+        #expect(big.errors == ["metadata.annotations: 262145 bytes (at most 262144, keys and values together)"])
         // A Service selector is a label map too.
         #expect(Self.service(spec: "selector: {app: \"web server\"}\n" + Self.plainSpec).errors
                     == ["spec.selector[app]: \"web server\" is not a label value (at most 63 of A-Z, a-z, 0-9, '-', '_' and '.', starting and ending alphanumeric, or empty)"])
