@@ -168,7 +168,7 @@ extension Pod {
                     continue
                 }
                 if let a = check.ip(text, "status.podIPs[\(i)].ip") {
-                    check.programmedFamily(a, "status.podIPs[\(i)].ip", "no policy rule matches this address")
+                    check.programmedFamily(a, "status.podIPs[\(i)].ip", "traffic to and from it is not policed")
                     addresses.append(a)
                 }
             }
@@ -181,7 +181,7 @@ extension Pod {
                 check.fail("status.podIPs", "\(addresses.count) addresses (at most one per family)")
             }
         } else if let singleIP {
-            check.programmedFamily(singleIP, "status.podIP", "no policy rule matches this address")
+            check.programmedFamily(singleIP, "status.podIP", "traffic to and from it is not policed")
             addresses = [singleIP]
         }
         let phase = status.phase.flatMap { check.oneOf($0, "status.phase", default: PodPhase.pending) }

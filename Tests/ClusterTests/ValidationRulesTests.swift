@@ -149,7 +149,7 @@ import Testing
             spec: {containers: [{name: main}]}
             status: {podIP: 10.244.0.5, podIPs: [{ip: 10.244.0.5}, {ip: "fd00:244::5"}]}
             """)
-        #expect(pod.kept && pod.warnings == ["status.podIPs[1].ip: fd00:244::5 is IPv6: no policy rule matches this address (keeld's data path is IPv4-only)"])
+        #expect(pod.kept && pod.warnings == ["status.podIPs[1].ip: fd00:244::5 is IPv6: traffic to and from it is not policed (keeld's data path is IPv4-only)"])
 
         let policy = Self.decode("""
             apiVersion: networking.k8s.io/v1
