@@ -263,6 +263,18 @@ struct KubeAPISourceTests {
             try await eventually("the watched one stored") { run.store.snapshot().services.keys.contains { $0.name == "v6" } }
             #expect(run.metrics[.service].skippedObjects == 1)
             #expect(run.logs.all.contains { $0.metadata["object.name"] == "v6" && $0.metadata["problem.severity"] == "warning" })
+
+            // Updates with the same warnings do not repeat them; a new warning is logged.
+            func warnings(_ name: String) -> [String] {
+                run.logs.all.filter { $0.metadata["object.name"] == name && $0.metadata["problem.severity"] == "warning" }.map(\.message)
+            }
+            try api.apply(service("dual", clusterIPs: #""10.96.0.1","fd00::1""#, port: 81))
+            try api.apply(service("v6", clusterIPs: #""fd00::2""#, port: 81))
+            try await eventually("updates applied") { run.store.snapshot().services.values.filter { $0.ports.first?.port == 81 }.count == 2 }
+            #expect(warnings("dual").count == 1 && warnings("v6").count == 1, "\(warnings("dual")) \(warnings("v6"))")
+            try api.apply(service("v6", clusterIPs: #""fd00::3""#))
+            try await eventually("the new warning") { warnings("v6").count == 2 }
+            #expect(warnings("v6").last?.contains("fd00::3") == true)
         }
     }
 
