@@ -161,7 +161,7 @@ public final class KubeAPISource: ClusterSource {
         let warnings = Dictionary(grouping: decoded.problems.filter { !$0.isError }, by: { $0.objectName ?? "" })
         warned.withLock { warned in
             warned = warned.filter { $0.key.kind != kind }
-            for object in decoded.objects { warned[object.key] = Set(warnings[object.metadata.name] ?? []) }
+            for object in decoded.objects { if let w = warnings[object.metadata.name] { warned[object.key] = Set(w) } }
         }
         store.replaceAll(kind, with: decoded.objects)
         let now = ContinuousClock.now
@@ -285,7 +285,10 @@ public final class KubeAPISource: ClusterSource {
             // The decoder reads an object with or without its own `kind` (then it is the watched kind).
             let decoded = ManifestDecoder.combine([ManifestDecoder.decodeJSON(Data(event.object), origin: Self.origin, impliedKind: kind)])
             let warnings = Set(decoded.problems.filter { !$0.isError })
-            let logged = key.map { key in warned.withLock { $0.updateValue(warnings, forKey: key) } ?? [] } ?? []
+            // Only objects with warnings are remembered: a large cluster's clean objects cost nothing here.
+            let logged = key.map { key in
+                warned.withLock { warnings.isEmpty ? $0.removeValue(forKey: key) : $0.updateValue(warnings, forKey: key) } ?? []
+            } ?? []
             for problem in decoded.problems where problem.isError || !logged.contains(problem) { logger.log(problem) }
             let errors = decoded.problems.filter(\.isError).count   // warnings keep their object
             if errors > 0 { metrics.update(kind) { $0.skippedObjects += errors } }
