@@ -86,14 +86,24 @@ extension FieldChecks {
     /// A label selector at `field` (`spec.podSelector`). Nil when any part is bad.
     mutating func selector(_ m: LabelSelectorManifest, _ field: String) -> LabelSelector? {
         let before = issues.count
-        for key in (m.matchLabels ?? [:]).keys.sorted() where key.isEmpty {
-            fail(field + ".matchLabels", "empty label key")
+        for (key, value) in (m.matchLabels ?? [:]).sorted(by: { $0.key < $1.key }) {
+            if key.isEmpty {
+                fail(field + ".matchLabels", "empty label key")
+            } else if let problem = Self.qualifiedNameProblem(key) {
+                fail(field + ".matchLabels", "key \(problem)")
+            } else if !Self.isLabelValue(value) {
+                fail("\(field).matchLabels[\(key)]", "\"\(value)\" is not a label value (\(Self.labelValueRule))")
+            }
         }
         var requirements: [LabelSelectorRequirement] = []
         for (i, r) in (m.matchExpressions ?? []).enumerated() {
             let f = "\(field).matchExpressions[\(i)]"
             let key = r.key ?? ""
-            if key.isEmpty { fail(f + ".key", "missing") }
+            if key.isEmpty {
+                fail(f + ".key", "missing")
+            } else if let problem = Self.qualifiedNameProblem(key) {
+                fail(f + ".key", problem)
+            }
             guard let text = r.operator else {
                 fail(f + ".operator", "missing")
                 continue
@@ -103,6 +113,11 @@ extension FieldChecks {
             switch op {
             case .in, .notIn:
                 if values.isEmpty { fail(f + ".values", "missing (required for \(op))") }
+                // Kubernetes still stores such selectors from before it checked them
+                // (AllowInvalidLabelValueInSelector): kept, as no label can hold the value.
+                for (j, value) in values.enumerated() where !Self.isLabelValue(value) {
+                    warn("\(f).values[\(j)]", "\"\(value)\" is not a label value (\(Self.labelValueRule)): no label matches it")
+                }
             case .exists, .doesNotExist:
                 if !values.isEmpty { fail(f + ".values", "must be empty for \(op)") }
             }

@@ -159,6 +159,10 @@ public enum ManifestDecoder {
                     problems.append(ManifestProblem(file: file, objectName: name, kind: kind?.rawValue,
                                                     field: issue.field, reason: issue.reason,
                                                     document: name == nil ? (number ?? 1) : number))
+                case .warning(let kind, let name, let issue):
+                    problems.append(ManifestProblem(file: file, objectName: name, kind: kind.rawValue,
+                                                    field: issue.field, reason: issue.reason,
+                                                    document: name == nil ? (number ?? 1) : number, severity: .warning))
                 }
             }
         }
@@ -239,6 +243,8 @@ enum DocumentEntry {
     case object(ClusterObject)
     case overlay(MetadataOverlay)
     case problem(ObjectKind?, name: String?, FieldIssue)
+    /// The object (an entry of its own) is kept.
+    case warning(ObjectKind, name: String?, FieldIssue)
 }
 
 /// One YAML/JSON document, decoded without ever throwing: what it holds becomes entries.
@@ -304,15 +310,22 @@ struct ManifestDocument: Decodable {
             }
         }
 
-        func validated<Model>(_ build: () throws -> Result<Model, FieldIssues>, _ wrap: (Model) -> ClusterObject) -> [DocumentEntry] {
+        /// An object with its warnings (kept) or its errors (skipped).
+        func validated<Model>(_ build: () throws -> Validation<Model>, _ wrap: (Model) -> ClusterObject) -> [DocumentEntry] {
             do {
-                switch try build() {
-                case .success(let model): return [.object(wrap(model))]
-                case .failure(let failure): return failure.issues.map { DocumentEntry.problem(kind, name: name, $0) }
+                let validation = try build()
+                let warnings = validation.warnings.map { DocumentEntry.warning(kind, name: name, $0) }
+                switch validation.result {
+                case .success(let model): return [.object(wrap(model))] + warnings
+                case .failure(let failure): return failure.issues.map { DocumentEntry.problem(kind, name: name, $0) } + warnings
                 }
             } catch {
                 return [problem(error)]
             }
+        }
+        /// A validation that has errors only.
+        func validated<Model>(_ build: () throws -> Result<Model, FieldIssues>, _ wrap: (Model) -> ClusterObject) -> [DocumentEntry] {
+            validated({ Validation(result: try build(), warnings: []) }, wrap)
         }
         switch kind {
         case .node: return validated({ Node.validated(try NodeManifest(from: decoder)) }, ClusterObject.node)

@@ -1,9 +1,18 @@
 import Logging
 
-/// A problem with one object or document: logged, the object skipped, everything else kept.
+/// A problem with one object or document: logged; an error skips the object, a warning keeps it;
+/// everything else is kept either way.
 ///
 /// Its description reads like `nodes.yaml: Node "node2": spec.podCIDR: "10.244.300.0/24" is not a CIDR`.
 public struct ManifestProblem: Sendable, Hashable, CustomStringConvertible {
+    public enum Severity: String, Sendable, Hashable {
+        /// keeld skips the object (and `keelctl validate` exits 1).
+        case error
+        /// keeld serves the object but ignores a part of it (an IPv6 address while the data path is
+        /// IPv4-only), or Kubernetes would refuse what keeld can still serve.
+        case warning
+    }
+
     /// The file, relative to the manifest folder (or the name a caller gave to ``ManifestDecoder/decode(_:file:)``).
     public var file: String
     /// `metadata.name`, when the document has one.
@@ -15,15 +24,21 @@ public struct ManifestProblem: Sendable, Hashable, CustomStringConvertible {
     public var reason: String
     /// The 1-based document number in a multi-document file, for problems that have no object name.
     public var document: Int?
+    public var severity: Severity
 
-    public init(file: String, objectName: String?, kind: String?, field: String, reason: String, document: Int? = nil) {
+    public init(file: String, objectName: String?, kind: String?, field: String, reason: String, document: Int? = nil,
+                severity: Severity = .error) {
         self.file = file
         self.objectName = objectName
         self.kind = kind
         self.field = field
         self.reason = reason
         self.document = document
+        self.severity = severity
     }
+
+    /// The object was skipped.
+    public var isError: Bool { severity == .error }
 
     public var description: String {
         var parts = [file]
@@ -40,7 +55,7 @@ public struct ManifestProblem: Sendable, Hashable, CustomStringConvertible {
 
     /// Structured metadata for a log line: `manifest.file`, `object.kind`, `object.name`, `field`.
     public var logMetadata: Logger.Metadata {
-        var m: Logger.Metadata = ["manifest.file": "\(file)", "field": "\(field)"]
+        var m: Logger.Metadata = ["manifest.file": "\(file)", "field": "\(field)", "problem.severity": "\(severity.rawValue)"]
         if let kind { m["object.kind"] = "\(kind)" }
         if let objectName { m["object.name"] = "\(objectName)" }
         if let document { m["manifest.document"] = "\(document)" }
@@ -49,8 +64,9 @@ public struct ManifestProblem: Sendable, Hashable, CustomStringConvertible {
 }
 
 extension Logger {
-    /// Logs `problem` at `.warning`: the object it names was skipped.
+    /// Logs `problem` at `.warning`: "skipped" when the object it names was skipped (an error),
+    /// "accepted with a warning" when it is served all the same.
     public func log(_ problem: ManifestProblem) {
-        warning("skipped: \(problem)", metadata: problem.logMetadata)
+        warning("\(problem.isError ? "skipped" : "accepted with a warning"): \(problem)", metadata: problem.logMetadata)
     }
 }

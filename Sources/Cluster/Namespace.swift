@@ -39,16 +39,13 @@ struct NamespaceManifest: Codable {
 }
 
 extension Namespace {
-    static func validated(_ m: NamespaceManifest) -> Result<Namespace, FieldIssues> {
+    static func validated(_ m: NamespaceManifest) -> Validation<Namespace> {
         var check = FieldChecks()
-        let name = m.metadata?.name ?? ""
-        if name.isEmpty {
-            check.fail("metadata.name", "missing")
-        } else if !FieldChecks.isDNSLabel(name) {
-            check.fail("metadata.name", "\"\(name)\" is not a DNS label (lowercase letters, digits and '-')")
+        let name = check.metadata(m.metadata, kind: .namespace)
+        if let written = m.metadata?.labels?[nameLabel], written != name {
+            check.warn("metadata.labels[\(nameLabel)]", "\"\(written)\" is replaced by the name \"\(name)\", as the API server does")
         }
-        guard check.issues.isEmpty else { return .failure(FieldIssues(issues: check.issues)) }
-        return .success(Namespace(metadata: ObjectMeta(m.metadata, name: name)))
+        return check.validation(Namespace(metadata: ObjectMeta(m.metadata, name: name)))
     }
 
     var manifest: NamespaceManifest {
@@ -59,10 +56,7 @@ extension Namespace {
 
 extension Namespace: Codable {
     public init(from decoder: any Decoder) throws {
-        switch Namespace.validated(try NamespaceManifest(from: decoder)) {
-        case .success(let ns): self = ns
-        case .failure(let failure): throw failure.decodingError(decoder)
-        }
+        self = try Namespace.validated(try NamespaceManifest(from: decoder)).get(decoder)
     }
     public func encode(to encoder: any Encoder) throws { try manifest.encode(to: encoder) }
 }

@@ -41,10 +41,9 @@ extension NetworkPolicy {
     ///
     /// `spec.podSelector` absent is taken as `{}` (all pods of the namespace), as the API server's
     /// Go type (a non-pointer struct) reads it.
-    static func validated(_ m: NetworkPolicyManifest) -> Result<NetworkPolicy, FieldIssues> {
+    static func validated(_ m: NetworkPolicyManifest) -> Validation<NetworkPolicy> {
         var check = FieldChecks()
-        let name = m.metadata?.name ?? ""
-        if name.isEmpty { check.fail("metadata.name", "missing") }
+        let name = check.metadata(m.metadata, kind: .networkPolicy)
         let spec = m.spec ?? NetworkPolicyManifest.Spec()
         let podSelector = check.selector(spec.podSelector ?? LabelSelectorManifest(), "spec.podSelector")
 
@@ -63,9 +62,9 @@ extension NetworkPolicy {
         let egress = (spec.egress ?? []).enumerated().map { i, r in
             rule(peers: r.to, ports: r.ports, "spec.egress[\(i)]", peersName: "to", &check)
         }
-        guard check.issues.isEmpty, let podSelector else { return .failure(FieldIssues(issues: check.issues)) }
-        return .success(NetworkPolicy(metadata: ObjectMeta(m.metadata, name: name), podSelector: podSelector,
-                                      policyTypes: types, ingress: ingress, egress: egress))
+        return check.validation(podSelector.map {
+            NetworkPolicy(metadata: ObjectMeta(m.metadata, name: name), podSelector: $0, policyTypes: types, ingress: ingress, egress: egress)
+        })
     }
 
     private static func rule(peers: [NetworkPolicyManifest.Peer]?, ports: [NetworkPolicyManifest.Port]?, _ field: String,
@@ -91,6 +90,10 @@ extension NetworkPolicy {
                 return nil
             }
             guard let cidr = check.cidr(text, field + ".ipBlock.cidr") else { return nil }
+            if cidr.family != FieldChecks.programmedFamily {
+                // Allows nothing here; an IPv6 except cannot open anything either.
+                check.warn(field + ".ipBlock.cidr", "\(cidr) is \(cidr.family.kubernetesName): this peer allows nothing (keeld's data path is \(FieldChecks.programmedFamily.kubernetesName)-only)")
+            }
             var except: [CIDR] = []
             var bad = false
             for (i, e) in (block.except ?? []).enumerated() {
@@ -178,10 +181,7 @@ extension NetworkPolicy {
 
 extension NetworkPolicy: Codable {
     public init(from decoder: any Decoder) throws {
-        switch NetworkPolicy.validated(try NetworkPolicyManifest(from: decoder)) {
-        case .success(let policy): self = policy
-        case .failure(let failure): throw failure.decodingError(decoder)
-        }
+        self = try NetworkPolicy.validated(try NetworkPolicyManifest(from: decoder)).get(decoder)
     }
     public func encode(to encoder: any Encoder) throws { try manifest.encode(to: encoder) }
 }

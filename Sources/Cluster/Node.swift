@@ -111,10 +111,10 @@ struct FieldIssues: Error {
 
 extension Node {
     /// Validates a decoded manifest. All bad fields are reported, not only the first.
-    static func validated(_ m: NodeManifest) -> Result<Node, FieldIssues> {
+    static func validated(_ m: NodeManifest) -> Validation<Node> {
+        var check = FieldChecks()
+        let name = check.metadata(m.metadata, kind: .node)
         var issues: [FieldIssue] = []
-        let name = m.metadata?.name ?? ""
-        if name.isEmpty { issues.append(FieldIssue(field: "metadata.name", reason: "missing")) }
 
         var cidrs: [CIDR] = []
         let spec = m.spec
@@ -148,7 +148,8 @@ extension Node {
                                      reason: written.isEmpty ? "no InternalIP address"
                                          : "no InternalIP address that parses (\(written.joined(separator: ", ")))"))
         }
-        return issues.isEmpty ? .success(node) : .failure(FieldIssues(issues: issues))
+        check.issues += issues
+        return check.validation(node)
     }
 
     private static func podCIDR(_ text: String, field: String, _ issues: inout [FieldIssue]) -> CIDR? {
@@ -178,13 +179,7 @@ extension Node {
 
 extension Node: Codable {
     public init(from decoder: any Decoder) throws {
-        switch Node.validated(try NodeManifest(from: decoder)) {
-        case .success(let node): self = node
-        case .failure(let failure):
-            let first = failure.issues[0]
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                                                    debugDescription: "\(first.field): \(first.reason)"))
-        }
+        self = try Node.validated(try NodeManifest(from: decoder)).get(decoder)
     }
     public func encode(to encoder: any Encoder) throws { try manifest.encode(to: encoder) }
 }

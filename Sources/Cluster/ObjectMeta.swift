@@ -42,3 +42,57 @@ public struct ObjectMeta: Codable, Hashable, Sendable {
         if !annotations.isEmpty { try c.encode(annotations, forKey: .annotations) }
     }
 }
+
+// MARK: - Validation
+
+extension FieldChecks {
+    /// Kubernetes' `ValidateObjectMeta` for a manifest of `kind`: the name by the kind's rule, the
+    /// namespace a DNS-1123 label, label keys and values, annotation keys. Returns the name ("" when missing).
+    mutating func metadata(_ m: NodeManifest.Metadata?, kind: ObjectKind) -> String {
+        let name = m?.name ?? ""
+        if name.isEmpty {
+            fail("metadata.name", "missing")
+        } else {
+            objectName(name, kind: kind)
+        }
+        if let namespace = m?.namespace, !namespace.isEmpty {
+            if !kind.isNamespaced {
+                warn("metadata.namespace", "ignored: \(kind) is cluster-scoped")
+            } else if !Self.isDNSLabel(namespace) {
+                fail("metadata.namespace", "\"\(namespace)\" is not a DNS-1123 label (at most 63 of a-z, 0-9 and '-', starting and ending alphanumeric)")
+            }
+        }
+        labels(m?.labels, "metadata.labels")
+        let annotations = m?.annotations ?? [:]
+        for key in annotations.keys.sorted() {
+            // The API server checks annotation keys lowercased.
+            if let problem = Self.qualifiedNameProblem(key.lowercased()) { fail("metadata.annotations", "key \(problem)") }
+        }
+        let size = annotations.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+        if size > Self.maxAnnotationBytes {
+            fail("metadata.annotations", "\(size) bytes (at most \(Self.maxAnnotationBytes), keys and values together)")
+        }
+        return name
+    }
+
+    /// apimachinery's `TotalAnnotationSizeLimitB`.
+    static let maxAnnotationBytes = 256 * 1024
+
+    /// The name rules of apimachinery's `NameIsDNS1035Label` (Services), `NameIsDNSLabel` (Namespaces)
+    /// and `NameIsDNSSubdomain` (Nodes, Pods, EndpointSlices, NetworkPolicies and most other kinds).
+    private mutating func objectName(_ name: String, kind: ObjectKind) {
+        let label = "at most 63 of a-z, 0-9 and '-', starting and ending alphanumeric"
+        if kind == .service {
+            if !Self.isDNSLabel(name) {
+                fail("metadata.name", "\"\(name)\" is not a DNS-1035 label (\(label), starting with a letter)")
+            } else if !Self.isDNS1035Label(name) {
+                // Kubernetes 1.34's RelaxedServiceNameValidation accepts DNS-1123 labels: served, and said.
+                warn("metadata.name", "\"\(name)\" starts with a digit: Kubernetes refuses it as a Service name (a DNS-1035 label) unless RelaxedServiceNameValidation is on")
+            }
+        } else if kind == .namespace {
+            if !Self.isDNSLabel(name) { fail("metadata.name", "\"\(name)\" is not a DNS-1123 label (\(label))") }
+        } else if !Self.isDNSSubdomain(name) {
+            fail("metadata.name", "\"\(name)\" is not a DNS-1123 subdomain (at most 253 characters: labels of \(label), joined by '.')")
+        }
+    }
+}

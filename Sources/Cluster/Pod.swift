@@ -114,14 +114,28 @@ struct PodManifest: Codable {
 
 extension Pod {
     /// Validates a decoded manifest. All bad fields are reported, not only the first.
-    static func validated(_ m: PodManifest) -> Result<Pod, FieldIssues> {
+    static func validated(_ m: PodManifest) -> Validation<Pod> {
         var check = FieldChecks()
-        let name = m.metadata?.name ?? ""
-        if name.isEmpty { check.fail("metadata.name", "missing") }
+        let name = check.metadata(m.metadata, kind: .pod)
         let spec = m.spec ?? PodManifest.Spec()
+        if let node = spec.nodeName, !node.isEmpty, !FieldChecks.isDNSSubdomain(node) {
+            check.fail("spec.nodeName", "\"\(node)\" is not a node name (a DNS-1123 subdomain)")
+        }
 
         var ports: [ContainerPort] = []
+        var containerNames: [String: Int] = [:]
         for (c, container) in (spec.containers ?? []).enumerated() {
+            // Kubernetes requires unique DNS-1123 label names; keeld reads only the ports: said, not skipped.
+            let containerName = container.name ?? ""
+            if containerName.isEmpty {
+                check.warn("spec.containers[\(c)].name", "missing (Kubernetes requires a container name)")
+            } else if !FieldChecks.isDNSLabel(containerName) {
+                check.warn("spec.containers[\(c)].name", "\"\(containerName)\" is not a DNS-1123 label (Kubernetes refuses it)")
+            } else if let first = containerNames[containerName] {
+                check.warn("spec.containers[\(c)].name", "duplicate name \"\(containerName)\" (also spec.containers[\(first)]; Kubernetes refuses it)")
+            } else {
+                containerNames[containerName] = c
+            }
             var names: [String: Int] = [:]
             for (i, p) in (container.ports ?? []).enumerated() {
                 let field = "spec.containers[\(c)].ports[\(i)]"
@@ -153,7 +167,10 @@ extension Pod {
                     check.fail("status.podIPs[\(i)].ip", "missing")
                     continue
                 }
-                if let a = check.ip(text, "status.podIPs[\(i)].ip") { addresses.append(a) }
+                if let a = check.ip(text, "status.podIPs[\(i)].ip") {
+                    check.programmedFamily(a, "status.podIPs[\(i)].ip", "traffic to and from it is not policed")
+                    addresses.append(a)
+                }
             }
             if let singleIP, let first = list[0].ip.flatMap(IPAddress.init), first != singleIP {
                 check.fail("status.podIPs[0].ip", "\"\(first)\" does not match status.podIP \"\(singleIP)\"")
@@ -164,14 +181,14 @@ extension Pod {
                 check.fail("status.podIPs", "\(addresses.count) addresses (at most one per family)")
             }
         } else if let singleIP {
+            check.programmedFamily(singleIP, "status.podIP", "traffic to and from it is not policed")
             addresses = [singleIP]
         }
         let phase = status.phase.flatMap { check.oneOf($0, "status.phase", default: PodPhase.pending) }
 
-        guard check.issues.isEmpty else { return .failure(FieldIssues(issues: check.issues)) }
-        return .success(Pod(metadata: ObjectMeta(m.metadata, name: name),
-                            nodeName: spec.nodeName.flatMap { $0.isEmpty ? nil : $0 },
-                            hostNetwork: spec.hostNetwork ?? false, containerPorts: ports, podIPs: addresses, phase: phase))
+        return check.validation(Pod(metadata: ObjectMeta(m.metadata, name: name),
+                                    nodeName: spec.nodeName.flatMap { $0.isEmpty ? nil : $0 },
+                                    hostNetwork: spec.hostNetwork ?? false, containerPorts: ports, podIPs: addresses, phase: phase))
     }
 
     var manifest: PodManifest {
@@ -194,10 +211,7 @@ extension Pod {
 
 extension Pod: Codable {
     public init(from decoder: any Decoder) throws {
-        switch Pod.validated(try PodManifest(from: decoder)) {
-        case .success(let pod): self = pod
-        case .failure(let failure): throw failure.decodingError(decoder)
-        }
+        self = try Pod.validated(try PodManifest(from: decoder)).get(decoder)
     }
     public func encode(to encoder: any Encoder) throws { try manifest.encode(to: encoder) }
 }

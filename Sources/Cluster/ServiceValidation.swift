@@ -2,7 +2,8 @@ import NetAddress
 
 /// A v1 Service as a manifest writes it: every field optional, so that a missing field is a
 /// validation problem with a precise name rather than a decoding failure. Fields Keel does not
-/// read (`ipFamilyPolicy`, `allocateLoadBalancerNodePorts`, `trafficDistribution`, …) are ignored.
+/// read (`allocateLoadBalancerNodePorts`, `trafficDistribution`, …) are ignored; `ipFamilyPolicy`
+/// is read only to be checked.
 struct ServiceManifest: Codable {
     struct Port: Codable {
         var name: String?
@@ -30,6 +31,7 @@ struct ServiceManifest: Codable {
         var internalTrafficPolicy: String?
         var healthCheckNodePort: Int?
         var ipFamilies: [String]?
+        var ipFamilyPolicy: String?
         var publishNotReadyAddresses: Bool?
     }
     struct Ingress: Codable {
@@ -49,11 +51,11 @@ struct ServiceManifest: Codable {
 
 extension Service {
     /// Validates a decoded manifest. All bad fields are reported, not only the first.
-    static func validated(_ m: ServiceManifest) -> Result<Service, FieldIssues> {
+    static func validated(_ m: ServiceManifest) -> Validation<Service> {
         var check = FieldChecks()
-        let name = m.metadata?.name ?? ""
-        if name.isEmpty { check.fail("metadata.name", "missing") }
+        let name = check.metadata(m.metadata, kind: .service)
         let spec = m.spec ?? ServiceManifest.Spec()
+        check.labels(spec.selector, "spec.selector")
 
         let type = check.oneOf(spec.type, "spec.type", default: ServiceType.clusterIP) ?? .clusterIP
         var service = Service(metadata: ObjectMeta(m.metadata, name: name), type: type,
@@ -61,30 +63,57 @@ extension Service {
 
         if type == .externalName {
             // clusterIP is "ignored if type is ExternalName" (API reference); the name is what matters.
-            if (spec.externalName ?? "").isEmpty { check.fail("spec.externalName", "missing (required for type ExternalName)") }
+            let externalName = spec.externalName ?? ""
+            if externalName.isEmpty {
+                check.fail("spec.externalName", "missing (required for type ExternalName)")
+            } else if !FieldChecks.isDNSSubdomain(externalName.hasSuffix(".") ? String(externalName.dropLast()) : externalName) {
+                check.fail("spec.externalName", "\"\(externalName)\" is not a DNS-1123 subdomain (lowercase a-z, 0-9, '-' and '.', at most 253)")
+            }
+            if !(spec.clusterIP ?? "").isEmpty || !(spec.clusterIPs ?? []).isEmpty {
+                check.warn("spec.clusterIP", "ignored: an ExternalName Service has no cluster IP (Kubernetes refuses one)")
+            }
             service.externalName = spec.externalName
         } else {
             (service.clusterIPs, service.isHeadless) = clusterIPs(spec, type: type, &check)
             service.externalName = spec.externalName.flatMap { $0.isEmpty ? nil : $0 }
+            if service.clusterIPs.isEmpty, !service.isHeadless, (spec.clusterIP ?? "").isEmpty, (spec.clusterIPs ?? []).isEmpty {
+                // The API server allocates it; a manifest folder has no allocator.
+                check.warn("spec.clusterIP", "missing: nothing is programmed for this Service until it has one (the API server allocates it; a manifest writes it)")
+            }
         }
 
         let ports = spec.ports ?? []
         if ports.isEmpty, type != .externalName, !service.isHeadless {
             check.fail("spec.ports", "missing (required unless the Service is headless or ExternalName)")
         }
-        service.ports = servicePorts(ports, &check)
+        service.ports = servicePorts(ports, type: type, &check)
 
         service.externalIPs = (spec.externalIPs ?? []).enumerated().compactMap { i, text in
-            check.ip(text, "spec.externalIPs[\(i)]")
+            let ip = check.ip(text, "spec.externalIPs[\(i)]")
+            if let ip {
+                check.nonSpecialIP(ip, "spec.externalIPs[\(i)]")
+                check.programmedFamily(ip, "spec.externalIPs[\(i)]")
+            }
+            return ip
         }
-        if let text = spec.loadBalancerIP, !text.isEmpty { service.loadBalancerIP = check.ip(text, "spec.loadBalancerIP") }
+        if let text = spec.loadBalancerIP, !text.isEmpty {
+            service.loadBalancerIP = check.ip(text, "spec.loadBalancerIP")
+            if let ip = service.loadBalancerIP { check.programmedFamily(ip, "spec.loadBalancerIP") }
+        }
         service.loadBalancerSourceRanges = (spec.loadBalancerSourceRanges ?? []).enumerated().compactMap { i, text in
-            check.cidr(text, "spec.loadBalancerSourceRanges[\(i)]")
+            let cidr = check.cidr(text, "spec.loadBalancerSourceRanges[\(i)]")
+            if let cidr, cidr.family != FieldChecks.programmedFamily {
+                check.warn("spec.loadBalancerSourceRanges[\(i)]",
+                           "\(cidr) is \(cidr.family.kubernetesName): ignored (keeld's data path is \(FieldChecks.programmedFamily.kubernetesName)-only)")
+            }
+            return cidr
         }
         service.loadBalancerIngress = (m.status?.loadBalancer?.ingress ?? []).enumerated().map { i, entry in
             let field = "status.loadBalancer.ingress[\(i)]"
+            let ip = entry.ip.flatMap { $0.isEmpty ? nil : check.ip($0, field + ".ip") }
+            if let ip { check.programmedFamily(ip, field + ".ip") }
             return LoadBalancerIngress(
-                ip: entry.ip.flatMap { $0.isEmpty ? nil : check.ip($0, field + ".ip") },
+                ip: ip,
                 hostname: entry.hostname.flatMap { $0.isEmpty ? nil : $0 },
                 ipMode: entry.ipMode.flatMap { text in
                     guard let mode = LoadBalancerIPMode(rawValue: text) else {
@@ -104,15 +133,36 @@ extension Service {
             } else {
                 check.fail(field, "\(timeout) is not in 1-\(SessionAffinity.maximumTimeoutSeconds) seconds")
             }
-        case .none?, nil:
+        case .none?:
+            service.sessionAffinity = .none
+            if spec.sessionAffinityConfig != nil {
+                check.warn("spec.sessionAffinityConfig", "ignored: sessionAffinity is None (Kubernetes refuses the config then)")
+            }
+        case nil:
             service.sessionAffinity = .none
         }
         service.externalTrafficPolicy = check.oneOf(spec.externalTrafficPolicy, "spec.externalTrafficPolicy",
                                                      default: TrafficPolicy.cluster) ?? .cluster
+        // What only NodePort and LoadBalancer Services use (ProxyStateBuilder), said where it is ignored.
+        let external = type == .nodePort || type == .loadBalancer
+        if service.externalTrafficPolicy == .local, !external, type != .externalName {
+            check.warn("spec.externalTrafficPolicy", "Local: ignored for a \(type) Service (keeld applies it to NodePort and LoadBalancer Services)")
+        }
+        if type != .loadBalancer, type != .externalName {
+            if !service.loadBalancerSourceRanges.isEmpty {
+                check.warn("spec.loadBalancerSourceRanges", "ignored: only a LoadBalancer Service has them (Kubernetes refuses them on a \(type) Service)")
+            }
+            if !service.loadBalancerIngressIPs.isEmpty {
+                check.warn("status.loadBalancer.ingress", "ignored: a \(type) Service is not a LoadBalancer")
+            }
+        }
         service.internalTrafficPolicy = check.oneOf(spec.internalTrafficPolicy, "spec.internalTrafficPolicy",
                                                      default: TrafficPolicy.cluster) ?? .cluster
         service.healthCheckNodePort = check.port(spec.healthCheckNodePort, "spec.healthCheckNodePort",
                                                  required: false, zeroMeansUnset: true)
+        if let port = service.healthCheckNodePort {
+            check.warn("spec.healthCheckNodePort", "\(port): ignored (keeld answers no load-balancer health checks)")
+        }
         service.ipFamilies = (spec.ipFamilies ?? []).enumerated().compactMap { i, text in
             switch text {
             case "IPv4": return .ipv4
@@ -122,7 +172,40 @@ extension Service {
                 return nil
             }
         }
-        return check.issues.isEmpty ? .success(service) : .failure(FieldIssues(issues: check.issues))
+        if type != .externalName { ipFamilies(spec, service, &check) }
+        return check.validation(service)
+    }
+
+    /// The spellings of `spec.ipFamilyPolicy`.
+    private enum IPFamilyPolicy: String, CaseIterable {
+        case singleStack = "SingleStack"
+        case preferDualStack = "PreferDualStack"
+        case requireDualStack = "RequireDualStack"
+    }
+
+    /// `spec.ipFamilies` against `spec.clusterIPs` and `spec.ipFamilyPolicy`, as Kubernetes'
+    /// `validateIPFamilies` checks them; and the IPv6 cluster IPs the data path leaves alone.
+    private static func ipFamilies(_ spec: ServiceManifest.Spec, _ service: Service, _ check: inout FieldChecks) {
+        let policy = spec.ipFamilyPolicy.flatMap { check.oneOf($0, "spec.ipFamilyPolicy", default: IPFamilyPolicy.singleStack) }
+        let families = service.ipFamilies
+        if families.count > 2 {
+            check.fail("spec.ipFamilies", "\(families.count) entries (at most one per family)")
+        } else if families.count == 2, families[0] == families[1] {
+            check.fail("spec.ipFamilies[1]", "duplicate \(families[1].kubernetesName)")
+        }
+        for (i, (ip, family)) in zip(service.clusterIPs, families).enumerated() where ip.family != family {
+            check.fail("spec.ipFamilies[\(i)]", "\(family.kubernetesName) does not match spec.clusterIPs[\(i)] \(ip)")
+        }
+        if policy == .singleStack, max(families.count, service.clusterIPs.count) > 1 {
+            check.fail("spec.ipFamilyPolicy", "SingleStack with two families (spec.ipFamilies or spec.clusterIPs)")
+        }
+        if policy == .requireDualStack {
+            let only = FieldChecks.programmedFamily.kubernetesName
+            check.warn("spec.ipFamilyPolicy", "RequireDualStack: only the \(only) family is served (keeld's data path is \(only)-only)")
+        }
+        for (i, ip) in service.clusterIPs.enumerated() {
+            check.programmedFamily(ip, spec.clusterIPs == nil ? "spec.clusterIP" : "spec.clusterIPs[\(i)]")
+        }
     }
 
     /// The spellings of `spec.sessionAffinity`.
@@ -172,10 +255,11 @@ extension Service {
         return (addresses, false)
     }
 
-    private static func servicePorts(_ ports: [ServiceManifest.Port], _ check: inout FieldChecks) -> [ServicePort] {
+    private static func servicePorts(_ ports: [ServiceManifest.Port], type: ServiceType, _ check: inout FieldChecks) -> [ServicePort] {
         var result: [ServicePort] = []
         var names: [String: Int] = [:]
         var numbers: [String: Int] = [:]
+        var nodePorts: [String: Int] = [:]
         for (i, p) in ports.enumerated() {
             let field = "spec.ports[\(i)]"
             let name = p.name ?? ""
@@ -198,7 +282,20 @@ extension Service {
                 }
             }
             let target = targetPort(p.targetPort, field + ".targetPort", &check)
+            if let port, case .some(nil) = target, let written = p.targetPort {
+                check.warn(field + ".targetPort", "\(written == .int(0) ? "0" : "\"\"") is no port: taken as port \(port), as Kubernetes defaults it")
+            }
             let nodePort = check.port(p.nodePort, field + ".nodePort", required: false, zeroMeansUnset: true)
+            if let n = nodePort, let proto {
+                if type == .clusterIP || type == .externalName {
+                    // kube-proxy and keeld open node ports for NodePort and LoadBalancer Services only.
+                    check.warn(field + ".nodePort", "ignored: a \(type) Service has no node ports (Kubernetes refuses one)")
+                } else if let first = nodePorts["\(n)/\(proto)"] {
+                    check.fail(field + ".nodePort", "duplicate node port \(n)/\(proto) (also spec.ports[\(first)])")
+                } else {
+                    nodePorts["\(n)/\(proto)"] = i
+                }
+            }
             if let proto, let port, let target {
                 result.append(ServicePort(name: name, protocol: proto, port: port, targetPort: target ?? .number(port),
                                           nodePort: nodePort, appProtocol: p.appProtocol))
@@ -210,7 +307,7 @@ extension Service {
     /// The outer optional is nil when the value is bad; the inner one when it is absent (0 or missing).
     private static func targetPort(_ value: IntOrString?, _ field: String, _ check: inout FieldChecks) -> TargetPort?? {
         switch value {
-        case nil, .int(0)?:
+        case nil, .int(0)?, .string("")?:
             return .some(nil)
         case .int(let n)?:
             return check.port(n, field, required: true).map { .number($0) }
@@ -271,10 +368,7 @@ extension Service {
 
 extension Service: Codable {
     public init(from decoder: any Decoder) throws {
-        switch Service.validated(try ServiceManifest(from: decoder)) {
-        case .success(let service): self = service
-        case .failure(let failure): throw failure.decodingError(decoder)
-        }
+        self = try Service.validated(try ServiceManifest(from: decoder)).get(decoder)
     }
     public func encode(to encoder: any Encoder) throws { try manifest.encode(to: encoder) }
 }

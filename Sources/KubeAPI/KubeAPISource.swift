@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOSSL
+import Synchronization
 
 /// The cluster state from the Kubernetes API server: for each kind, a paginated LIST, then a WATCH
 /// from the list's resourceVersion, as client-go's reflector does.
@@ -24,6 +25,8 @@ import NIOSSL
 ///
 /// A MODIFIED object that no longer validates is removed from the store, which is what the next LIST
 /// would do. Nodes are validated across the store (pod CIDR overlaps, in name order, as a LIST does).
+/// Warnings (an object served in part) are logged by every LIST, and by a watch event only when they
+/// differ from the object's last ones: a dual-stack Pod's status updates do not repeat them.
 public final class KubeAPISource: ClusterSource {
     public struct Options: Sendable {
         /// LIST page size (`limit`).
@@ -47,6 +50,8 @@ public final class KubeAPISource: ClusterSource {
     public let metrics: KubeAPIMetrics
     private let logger: Logger
     private let token: BearerToken
+    /// The warnings last logged per object, so that watch events log only new ones.
+    private let warned = Mutex<[ObjectKey: Set<ManifestProblem>]>([:])
 
     public init(config: KubeAPIConfig, logger: Logger, kinds: Set<ObjectKind> = Set(ObjectKind.allCases),
                 options: Options = Options(), metrics: KubeAPIMetrics = KubeAPIMetrics()) {
@@ -163,12 +168,19 @@ public final class KubeAPISource: ClusterSource {
         let decoded = ManifestDecoder.combine(parts, kinds: [kind])
         parts = []
         for problem in decoded.problems { logger.log(problem) }
+        // A problem names its object by kind and name; the same name in two namespaces shares them (rare,
+        // and at worst one warning is not repeated on that object's next event).
+        let warnings = Dictionary(grouping: decoded.problems.filter { !$0.isError }, by: { $0.objectName ?? "" })
+        warned.withLock { warned in
+            warned = warned.filter { $0.key.kind != kind }
+            for object in decoded.objects { if let w = warnings[object.metadata.name] { warned[object.key] = Set(w) } }
+        }
         store.replaceAll(kind, with: decoded.objects)
         let now = ContinuousClock.now
         metrics.update(kind) { m in
             if m.lists > 0 { m.relists += 1 }
             m.lists += 1
-            m.skippedObjects += decoded.problems.count
+            m.skippedObjects += decoded.problems.filter(\.isError).count
             m.resourceVersion = resourceVersion
             m.lastEventAt = now
         }
@@ -277,12 +289,21 @@ public final class KubeAPISource: ClusterSource {
         case .bookmark, .error:
             return
         case .deleted:
-            if let key { store.delete(key) }
+            if let key {
+                store.delete(key)
+                _ = warned.withLock { $0.removeValue(forKey: key) }
+            }
         case .added, .modified:
             // The decoder reads an object with or without its own `kind` (then it is the watched kind).
             let decoded = ManifestDecoder.combine([ManifestDecoder.decodeJSON(Data(event.object), origin: Self.origin, impliedKind: kind)])
-            for problem in decoded.problems { logger.log(problem) }
-            if !decoded.problems.isEmpty { metrics.update(kind) { $0.skippedObjects += decoded.problems.count } }
+            let warnings = Set(decoded.problems.filter { !$0.isError })
+            // Only objects with warnings are remembered: a large cluster's clean objects cost nothing here.
+            let logged = key.map { key in
+                warned.withLock { warnings.isEmpty ? $0.removeValue(forKey: key) : $0.updateValue(warnings, forKey: key) } ?? []
+            } ?? []
+            for problem in decoded.problems where problem.isError || !logged.contains(problem) { logger.log(problem) }
+            let errors = decoded.problems.filter(\.isError).count   // warnings keep their object
+            if errors > 0 { metrics.update(kind) { $0.skippedObjects += errors } }
             guard let object = decoded.objects.first else {
                 if let key { store.delete(key) }   // what the next LIST would do with an object that no longer validates
                 return

@@ -46,6 +46,19 @@ public struct VirtualMachineLane: Sendable {
         "veth", "dummy", "bridge", "br_netfilter",
     ]
 
+    /// What keeld's nftables data planes (service proxy and policy enforcer) load: conntrack and NAT,
+    /// the nftables expressions their rules use, and the links of a node with pods on a bridge.
+    public static let nftablesDataPlaneModules = [
+        "nf_conntrack", "nf_conntrack_netlink", "nf_nat",
+        "nf_tables", "nft_ct", "nft_nat", "nft_masq", "nft_chain_nat", "nft_reject_inet", "nft_reject_ipv4", "nft_fib_inet", "nft_fib_ipv4", "nft_numgen",
+        "veth", "bridge", "br_netfilter",
+    ]
+
+    /// SCTP sockets. Conntrack and NAT of SCTP are built into Debian's nf_conntrack (CONFIG_NF_CT_PROTO_SCTP=y);
+    /// crc32c_generic is the CRC32c that libcrc32c (sctp's and nf_nat's checksums) asks the crypto API for,
+    /// loaded here rather than left to a request_module from inside the guest.
+    public static let sctpModules = ["crc32c_generic", "sctp"]
+
     /// A Keel executable from the build these tests run from (debug unless KEEL_PLUGIN_DIR says otherwise).
     public static func keelBinary(_ name: String) -> String { CNIRunner.keelPluginDirectory + "/" + name }
 

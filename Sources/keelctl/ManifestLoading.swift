@@ -12,6 +12,11 @@ func loadManifests(_ directory: String) -> (ClusterSnapshot, [ManifestProblem]) 
     return (store.snapshot(), problems)
 }
 
+/// A problem for stderr: what keeld does with its object, then the problem.
+func problemLine(_ p: ManifestProblem) -> String {
+    "\(p.isError ? "problem (object skipped)" : "warning (object kept)"): \(p)"
+}
+
 /// Escapes a string for JSON output.
 func jsonString(_ s: String) -> String {
     var out = "\""

@@ -29,7 +29,7 @@ struct PortSpec: ExpressibleByArgument {
 /// The manifests as keeld reads them, their problems reported on stderr (those objects are skipped).
 func loadPolicyInput(_ manifests: String) -> (ClusterSnapshot, PolicyInput) {
     let (snapshot, problems) = loadManifests(manifests)
-    for p in problems { FileHandleStderr.write("problem (object skipped): \(p)\n") }
+    for p in problems { FileHandleStderr.write(problemLine(p) + "\n") }
     return (snapshot, PolicyInput(snapshot: snapshot))
 }
 

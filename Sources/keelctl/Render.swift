@@ -30,7 +30,7 @@ struct Render: ParsableCommand {
 
     func run() throws {
         let (snapshot, problems) = loadManifests(manifests)
-        for p in problems { FileHandleStderr.write("problem (object skipped): \(p)\n") }
+        for p in problems { FileHandleStderr.write(problemLine(p) + "\n") }
         guard let me = snapshot.nodes[node] else { throw ValidationError("no Node \(node) in \(manifests)") }
         let config = ProxyNodeConfig(nodeName: node, nodeAddresses: me.internalIPs,
                                      nodePortAddresses: nodeportAddresses.split(separator: ",").compactMap { CIDR($0) },

@@ -82,7 +82,7 @@ func podYAML(_ name: String, namespace: String = "shop", body: String) -> String
           podIPs: [{ip: 10.244.1.5}, {ip: "fd00:10:244:1::5"}]
         """).replacingOccurrences(of: "metadata:\n  name: web-1\n  namespace: shop\nmetadata:\n", with: "metadata:\n  name: web-1\n  namespace: shop\n  labels: {app: web}\n")
         let r = ManifestDecoder.decode(text, file: "pods.yaml")
-        #expect(r.problems == [])
+        #expect(r.problems.map(\.field) == ["status.podIPs[1].ip"] && r.problems.allSatisfy { !$0.isError }, "the IPv6 address: a warning")
         let pod = try #require(r.objects.first?.pod)
         #expect(pod.key == ObjectKey(kind: .pod, namespace: "shop", name: "web-1"))
         #expect(pod.labels == ["app": "web"])
@@ -116,7 +116,8 @@ func podYAML(_ name: String, namespace: String = "shop", body: String) -> String
           labels: {team: a, kubernetes.io/metadata.name: wrong}
         """
         let r = ManifestDecoder.decode(text, file: "ns.yaml")
-        #expect(r.problems == [])
+        #expect(r.problems.map(\.field) == ["metadata.labels[kubernetes.io/metadata.name]"] && r.problems.allSatisfy { !$0.isError },
+                "the overwritten label: a warning")
         let ns = try #require(r.objects.first?.namespaceObject)
         #expect(ns.key == ObjectKey(kind: .namespace, name: "shop"))
         #expect(ns.labels == ["team": "a", "kubernetes.io/metadata.name": "shop"])
@@ -230,7 +231,7 @@ func podYAML(_ name: String, namespace: String = "shop", body: String) -> String
                   field: "spec.hostNetwork", reasonContains: "expected a boolean"),
         Malformed(name: "namespace name not a DNS label", kind: "Namespace",
                   yaml: "apiVersion: v1\nkind: Namespace\nmetadata: {name: Bad_NS}", field: "metadata.name",
-                  reasonContains: "is not a DNS label"),
+                  reasonContains: "is not a DNS-1123 label"),
         Malformed(name: "bad CIDR in ipBlock", kind: "NetworkPolicy",
                   yaml: policyYAML("bad", spec: "podSelector: {}\ningress: [{from: [{ipBlock: {cidr: 10.0.0.0/33}}]}]"),
                   field: "spec.ingress[0].from[0].ipBlock.cidr", reasonContains: "\"10.0.0.0/33\" is not a CIDR"),

@@ -59,11 +59,11 @@ import Testing
 
         """
 
-    func keelctl(_ args: [String]) throws -> ProcessResult {
+    func keelctl(_ args: [String], manifests: String = Self.manifests) throws -> ProcessResult {
         let dir = NSTemporaryDirectory() + "keelctl-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Self.manifests.write(toFile: dir + "/all.yaml", atomically: true, encoding: .utf8)
+        try manifests.write(toFile: dir + "/all.yaml", atomically: true, encoding: .utf8)
         return try NamespaceProcess.run([CNIRunner.keelPluginDirectory + "/keelctl"] + args.map { $0 == "DIR" ? dir : $0 })
     }
 
@@ -92,5 +92,36 @@ import Testing
         let v = try keelctl(["validate", "--manifests", "DIR"])
         #expect(v.exitStatus == 1)
         #expect(v.stdout.contains("Service \"broken\": spec.clusterIP"))
+    }
+
+    /// Only warnings: the objects are served (exit 0) unless --strict; errors and warnings apart, in text and JSON.
+    @Test func validateSeparatesErrorsFromWarnings() throws {
+        let warnOnly = """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: shop}
+            spec: {clusterIPs: [10.96.0.80, "fd00::80"], ports: [{name: http, port: 80, targetPort: 0}]}
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {name: web-v6, namespace: shop, labels: {kubernetes.io/service-name: web}}
+            addressType: IPv6
+            endpoints: [{addresses: ["fd00::10"]}]
+
+            """
+        let v = try keelctl(["validate", "--manifests", "DIR"], manifests: warnOnly)
+        #expect(v.exitStatus == 0, "\(v)")
+        #expect(v.stdout.contains("warning: all.yaml: Service \"web\": spec.clusterIPs[1]: fd00::80 is IPv6: ignored (keeld's data path is IPv4-only)"), "\(v)")
+        #expect(v.stdout.contains("warning: all.yaml: Service \"web\": spec.ports[0].targetPort: 0 is no port: taken as port 80"), "\(v)")
+        #expect(v.stdout.contains("warning: all.yaml: EndpointSlice \"web-v6\": addressType: IPv6: ignored"), "\(v)")
+        #expect(v.stdout.contains("services: 1, endpoint slices: 1") && v.stdout.contains("0 error(s) (objects skipped), 3 warning(s) (objects kept)"), "\(v)")
+        let strict = try keelctl(["validate", "--manifests", "DIR", "--strict"], manifests: warnOnly)
+        #expect(strict.exitStatus == 1, "\(strict)")
+
+        let both = try keelctl(["validate", "--manifests", "DIR", "--output", "json"],
+                               manifests: warnOnly + "---\napiVersion: v1\nkind: Service\nmetadata: {name: Web2, namespace: shop}\nspec: {ports: [{port: 80}]}\n")
+        #expect(both.exitStatus == 1, "\(both)")
+        #expect(both.stdout.contains(#"{"severity":"error","file":"all.yaml","kind":"Service","object":"Web2","field":"metadata.name","reason":"\"Web2\" is not a DNS-1035 label"#), "\(both)")
+        #expect(both.stdout.contains(#"{"severity":"warning","file":"all.yaml","kind":"EndpointSlice","object":"web-v6","field":"addressType""#), "\(both)")
     }
 }

@@ -272,6 +272,42 @@ struct KubeAPISourceTests {
         }
     }
 
+    /// An object with warnings only (an IPv6 cluster IP on the IPv4-only data path) is stored, logged as
+    /// a warning with kind, name and field, and not counted as skipped, on the LIST and on the watch.
+    @Test func warningsKeepTheObjectAndAreNotCountedAsSkipped() async throws {
+        func service(_ name: String, clusterIPs: String, port: Int = 80) -> String {
+            #"{"kind":"Service","apiVersion":"v1","metadata":{"name":"\#(name)","namespace":"default"},"spec":{"clusterIPs":[\#(clusterIPs)],"ports":[{"port":\#(port)}]}}"#
+        }
+        let api = try makeAPI()
+        try api.apply(contentsOf: [service("dual", clusterIPs: #""10.96.0.1","fd00::1""#),
+                                   service("bad", clusterIPs: #""10.96.0.2""#, port: 99999)])
+        try await withSource(api, kinds: [.service]) { run in
+            try await eventually("listed") { run.store.snapshot().hasListed(.service) }
+            #expect(run.store.snapshot().services.keys.map(\.name) == ["dual"])
+            #expect(run.metrics[.service].skippedObjects == 1)
+            let warning = run.logs.all.first { $0.metadata["problem.severity"] == "warning" }
+            #expect(warning?.metadata["object.name"] == "dual" && warning?.metadata["field"] == "spec.clusterIPs[1]")
+
+            try await eventually("watching") { api.openWatchCount == 1 }
+            try api.apply(service("v6", clusterIPs: #""fd00::2""#))
+            try await eventually("the watched one stored") { run.store.snapshot().services.keys.contains { $0.name == "v6" } }
+            #expect(run.metrics[.service].skippedObjects == 1)
+            #expect(run.logs.all.contains { $0.metadata["object.name"] == "v6" && $0.metadata["problem.severity"] == "warning" })
+
+            // Updates with the same warnings do not repeat them; a new warning is logged.
+            func warnings(_ name: String) -> [String] {
+                run.logs.all.filter { $0.metadata["object.name"] == name && $0.metadata["problem.severity"] == "warning" }.map(\.message)
+            }
+            try api.apply(service("dual", clusterIPs: #""10.96.0.1","fd00::1""#, port: 81))
+            try api.apply(service("v6", clusterIPs: #""fd00::2""#, port: 81))
+            try await eventually("updates applied") { run.store.snapshot().services.values.filter { $0.ports.first?.port == 81 }.count == 2 }
+            #expect(warnings("dual").count == 1 && warnings("v6").count == 1, "\(warnings("dual")) \(warnings("v6"))")
+            try api.apply(service("v6", clusterIPs: #""fd00::3""#))
+            try await eventually("the new warning") { warnings("v6").count == 2 }
+            #expect(warnings("v6").last?.contains("fd00::3") == true)
+        }
+    }
+
     /// A MODIFIED object that no longer validates is removed, as the next LIST would drop it.
     @Test func modifiedIntoInvalidRemovesTheObject() async throws {
         let api = try makeAPI()
