@@ -235,24 +235,26 @@ public final class NFTablesServiceDataplane: ServiceDataplane, @unchecked Sendab
 
     /// UDP has no close: conntrack keeps steering a client's flow to a backend that is gone, or away
     /// from a service that was rejecting until it got backends. kube-proxy clears both; so do we.
+    /// A service port's backends are those of every path, the short-circuit's (every backend of the
+    /// cluster, for pods reaching an externalTrafficPolicy Local service) included.
     func clearConntrack(_ transitions: [Transition]) {
         guard let conntrack else { return }
         for (old, new) in transitions {
             guard let s = new else {
                 // A service that disappeared entirely takes its backends' UDP flows with it.
                 guard let old, old.name.proto == .udp else { continue }
-                for gone in Set(old.internalBackends + old.externalBackends) {
+                for gone in Set(old.internalBackends + old.externalBackends + old.clusterBackends) {
                     _ = try? conntrack.deleteEntries(ofRemovedEndpoint: gone.address, port: gone.port, proto: .udp)  // logged below when it matters
                 }
                 continue
             }
             guard s.name.proto == .udp else { continue }
-            let now = Set(s.internalBackends + s.externalBackends)
+            let now = Set(s.internalBackends + s.externalBackends + s.clusterBackends)
             // A service that is new since the last sync had no endpoints before it either: a client
             // that sent to its address before it existed holds an entry that was never DNATed and
             // keeps its flow away from the new backends (kube-proxy counts it as newly active too).
             // Skipping new services left such a flow black-holed for as long as it kept sending.
-            let was = old.map { Set($0.internalBackends + $0.externalBackends) } ?? []
+            let was = old.map { Set($0.internalBackends + $0.externalBackends + $0.clusterBackends) } ?? []
             do {
                 for gone in was.subtracting(now) {
                     try conntrack.deleteEntries(ofRemovedEndpoint: gone.address, port: gone.port, proto: .udp)

@@ -309,9 +309,10 @@ public enum ServiceRuleset {
         return Ruleset(tables: [table], chains: chains, sets: sets, rules: rules)
     }
 
-    /// The `service-cidrs` elements: IPv4 ranges, which ``ProxyState/serviceCIDRs`` keeps disjoint.
+    /// The `service-cidrs` elements: IPv4 ranges, disjoint (``ProxyState`` keeps them so, but its
+    /// field can be set directly, and one overlap would fail the whole transaction).
     static func serviceCIDRElements(_ cidrs: [CIDR]) -> Set<SetElement> {
-        Set(cidrs.filter { $0.family == .ipv4 }.map { SetElement(prefix: $0) })
+        Set(ProxyState.outermost(cidrs.filter { $0.family == .ipv4 }).map { SetElement(prefix: $0) })
     }
 
     /// meta mark |= 0x4000

@@ -21,11 +21,17 @@ struct Render: ParsableCommand {
     @Option(help: "As keeld's --nodeport-addresses: comma-separated CIDRs.")
     var nodeportAddresses: String = ""
 
+    @Option(help: "As keeld's --service-cidr: comma-separated service ranges, added to the ServiceCIDR objects of the manifests.")
+    var serviceCidr: String = ""
+
     @Option(help: "Output format: text (nft-like, one operation per line) or json.")
     var output: OutputFormat = .text
 
     func validate() throws {
         guard CIDR(clusterCIDR) != nil else { throw ValidationError("--cluster-cidr \(clusterCIDR) is not a CIDR") }
+        for part in serviceCidr.split(separator: ",") where !part.contains("/") || CIDR(part) == nil {
+            throw ValidationError("--service-cidr: \(part) is not a CIDR")
+        }
     }
 
     func run() throws {
@@ -34,7 +40,8 @@ struct Render: ParsableCommand {
         guard let me = snapshot.nodes[node] else { throw ValidationError("no Node \(node) in \(manifests)") }
         let config = ProxyNodeConfig(nodeName: node, nodeAddresses: me.internalIPs,
                                      nodePortAddresses: nodeportAddresses.split(separator: ",").compactMap { CIDR($0) },
-                                     clusterCIDR: CIDR(clusterCIDR))
+                                     clusterCIDR: CIDR(clusterCIDR),
+                                     serviceCIDRs: serviceCidr.split(separator: ",").compactMap { CIDR($0)?.masked })
         let proxy = ServiceRuleset.ruleset(ProxyState(snapshot: snapshot, node: config))
         let pods = compiledPods(snapshot, nodeName: node)
         for p in PolicyRuleset.problems(pods) { FileHandleStderr.write("warning (keeld could not program this as asked): \(p)\n") }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import NFTables
 import NetAddress
 import Netlink
 import NetnsHarness
@@ -155,6 +156,16 @@ struct KubeAPIEndToEndTests {
             for (i, (ns, _)) in clients.enumerated() {
                 try waitFor("service from the pod on node\(i + 1)", timeout: 10) {
                     try TrafficProbe.tcpConnect(from: ns, to: serviceIP, port: 80, timeoutMilliseconds: 500).reply == "web"
+                }
+            }
+
+            // A ServiceCIDR through the API: every node's proxy takes its range (dropping its unused addresses).
+            try api.apply(#"{"kind":"ServiceCIDR","apiVersion":"networking.k8s.io/v1","metadata":{"name":"kubernetes"},"spec":{"cidrs":["10.96.0.0/16"]}}"#)
+            for node in cluster.nodes {
+                let nft = try node.namespace.run { try NFTablesSocket() }
+                try waitFor("service-cidrs on \(node.name)", timeout: 10) {
+                    try nft.table(named: "keel-proxy", family: .ip)?.sets.first { $0.name == "service-cidrs" }?.elements
+                        == [SetElement(prefix: CIDR("10.96.0.0/16")!)]
                 }
             }
 

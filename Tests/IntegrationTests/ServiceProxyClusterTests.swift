@@ -553,6 +553,31 @@ struct ServiceProxyClusterTests {
         }
     }
 
+    /// A pod's UDP flow to an externalTrafficPolicy (and internalTrafficPolicy) Local service's
+    /// external IP, with no endpoint on the pod's node, goes through the short-circuit to a backend
+    /// elsewhere; when that backend is replaced, the flow follows (its conntrack entry is cleared).
+    /// Its first datagrams may precede the sync, leaving an entry that was never DNATed: cleared too
+    /// once the service has backends (which, on this node, only the short-circuit has).
+    @Test func udpShortCircuitFollowsItsReplacedBackend() throws {
+        try NetnsLab.with(prefix: Self.prefix) { lab in
+            let c = try ProxyCluster(lab: lab)
+            let dns = [PortSpec(name: "dns", proto: "UDP", port: 53, targetPort: 5353, nodePort: 30053)]
+            let old = try c.backend(c.node2, "sc-old", port: 5353), new = try c.backend(c.node2, "sc-new", port: 5353)
+            let extIP = ip("192.168.61.30")
+            let spec = ["  externalTrafficPolicy: Local", "  internalTrafficPolicy: Local", "  externalIPs: [\"\(extIP)\"]"]
+            try c.service("scdns", clusterIP: "10.96.16.10", type: "NodePort", ports: dns, backends: [old], spec: spec)
+            let flow = try ServiceUDPFlow(from: c.client, to: extIP, port: 53)
+            let first = try eventually("a UDP reply from \(extIP):53", timeout: 5) { flow.exchange() }
+            #expect(first.backend == old.name)
+            try c.service("scdns", clusterIP: "10.96.16.10", type: "NodePort", ports: dns, backends: [new], spec: spec)
+            let switched = try eventually("the flow to reach \(new.name)", timeout: 5) { () -> BackendReply? in
+                guard let r = flow.exchange(), r.backend == new.name else { return nil }
+                return r
+            }
+            #expect(switched.backend == new.name && switched.peer == "\(c.clientIP)")
+        }
+    }
+
     /// 1,000 services driven through `NFTablesServiceDataplane` in node1's namespace (keeld runs
     /// the route controller only): one endpoint of one service changes; the transaction holds that
     /// service's elements and nothing else, and connections held open to other services keep working.
@@ -853,7 +878,8 @@ struct ServiceProxyClusterTests {
                 try c.proxyTable(c.node1)?.set("service-ips", in: ServiceRuleset.table)?.elements
                     .contains(SetElement([.ip(vip), .proto(.tcp), .port(80)], verdict: .goto("svc-3"))) == true ? true : nil
             }
-            #expect(try entries(vip) == 0, "the sticky service's affinity entries are flushed")
+            // Flushed right after the sync's transaction (which the table above may show a moment earlier).
+            _ = try eventually("the sticky service's affinity entries flushed", timeout: 5) { try entries(vip) == 0 ? true : nil }
             #expect(try entries(other) == 1, "another service's entries stay")
             var seen = Set<String>()
             for _ in 0..<40 where seen.count < 2 {

@@ -206,11 +206,18 @@ struct ServiceRulesetNftCompatibilityTests {
                                  internalBackends: [Backend(IPAddress("10.244.1.5")!, 8080), Backend(IPAddress("10.244.2.7")!, 8080)]),
                 ServicePortState(name: dns, clusterIPs: [IPAddress("10.96.0.53")!], port: 53,
                                  internalBackends: [Backend(IPAddress("10.244.1.9")!, 5353)]),
-            ], nodePortAddresses: [IPAddress("192.168.50.11")!], clusterCIDR: CIDR("10.244.0.0/16"))
+                // externalTrafficPolicy Local without a local endpoint: the short-circuit chains and drops.
+                ServicePortState(name: ServicePortName(namespace: "default", name: "local", port: "", proto: .tcp),
+                                 clusterIPs: [IPAddress("10.96.0.77")!], port: 80, nodePort: 30077, externalIPs: [IPAddress("203.0.113.7")!],
+                                 internalBackends: [Backend(IPAddress("10.244.2.7")!, 80)], externalBackends: [], externalLocal: true),
+            ], nodePortAddresses: [IPAddress("192.168.50.11")!], clusterCIDR: CIDR("10.244.0.0/16"), serviceCIDRs: [CIDR("10.96.0.0/16")!])
             try nft.apply(transaction(from: nil, to: ServiceRuleset.ruleset(state)))
             let listed = try ns.exec(["nft", "list", "ruleset"])
             #expect(listed.succeeded, "\(listed.stderr)")
             #expect(listed.stdout.contains("numgen random mod 2 map @endpoints"), "\(listed.stdout)")
+            #expect(listed.stdout.contains("fib saddr type local"), "\(listed.stdout)")
+            #expect(listed.stdout.contains("@short-circuit-nodeport-endpoints"), "\(listed.stdout)")
+            #expect(listed.stdout.contains("10.96.0.0/16"), "\(listed.stdout)")
         }
     }
 }

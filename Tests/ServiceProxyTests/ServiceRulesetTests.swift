@@ -33,7 +33,7 @@ let fixture = ProxyState(
                          internalBackends: [Backend(IPAddress("10.244.2.7")!, 80)], externalBackends: [], externalLocal: true),
     ],
     nodePortAddresses: [IPAddress("192.168.50.11")!, IPAddress("127.0.0.1")!],
-    clusterCIDR: CIDR("10.244.0.0/16"))
+    clusterCIDR: CIDR("10.244.0.0/16"), serviceCIDRs: [CIDR("10.96.0.0/16")!])
 
 @Suite struct ServiceRulesetTests {
     @Test func golden() throws {
