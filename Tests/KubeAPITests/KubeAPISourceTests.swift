@@ -71,7 +71,10 @@ struct KubeAPISourceTests {
             let moved = api.resourceVersion
             try await eventually("bookmark seen") { run.metrics[.node].resourceVersion == "\(moved)" }
             #expect(run.store.snapshot().nodes.count == 1)
-            try await eventually("watch ended by the server and resumed") { run.metrics[.node].watchRestarts >= 1 }
+            // The restart is counted before the next request reaches the server: wait for both.
+            try await eventually("watch ended by the server and resumed") {
+                run.metrics[.node].watchRestarts >= 1 && api.requests.filter(\.isWatch).count >= 2
+            }
             let watches = api.requests.filter(\.isWatch)
             #expect(watches.count >= 2)
             #expect(watches[1].query["resourceVersion"] == "\(moved)")
