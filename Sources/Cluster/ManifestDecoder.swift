@@ -159,9 +159,7 @@ public enum ManifestDecoder {
         for (object, file) in candidates where object.kind != .node {
             let key = object.key
             if let first = firstFile[key] {
-                problems.append(ManifestProblem(file: file, objectName: object.metadata.name, kind: object.kind.rawValue,
-                                                field: "metadata.name",
-                                                reason: "duplicate \(object.kind) in namespace \"\(key.namespace ?? "")\", first defined in \(first)"))
+                problems.append(duplicateProblem(object, file: file, firstFile: first))
                 continue
             }
             firstFile[key] = file
@@ -173,10 +171,21 @@ public enum ManifestDecoder {
         for (i, o) in objects.enumerated() { index[o.key] = i }
         for overlay in overlays {
             guard let i = index[overlay.key] else { continue }
-            objects[i].metadata.labels.merge(overlay.labels) { _, new in new }
-            objects[i].metadata.annotations.merge(overlay.annotations) { _, new in new }
+            merge(overlay, into: &objects[i])
         }
         return (objects, problems)
+    }
+
+    /// The problem of an object whose key an earlier object (in `firstFile`) already has.
+    static func duplicateProblem(_ object: ClusterObject, file: String, firstFile: String) -> ManifestProblem {
+        ManifestProblem(file: file, objectName: object.metadata.name, kind: object.kind.rawValue, field: "metadata.name",
+                        reason: "duplicate \(object.kind) in namespace \"\(object.key.namespace ?? "")\", first defined in \(firstFile)")
+    }
+
+    /// Merges an overlay's labels and annotations into `object`; the overlay wins per key.
+    static func merge(_ overlay: MetadataOverlay, into object: inout ClusterObject) {
+        object.metadata.labels.merge(overlay.labels) { _, new in new }
+        object.metadata.annotations.merge(overlay.annotations) { _, new in new }
     }
 
     /// What one file (or one JSON text) holds, before cross-object rules and overlays.

@@ -11,11 +11,13 @@ import Synchronization
 /// including overlay files (`*.keel-overlay.yaml`).
 ///
 /// Each read lists the folder and `stat`s every file, but reads and decodes only the files whose
-/// identity, size or times changed; the decoded objects of the others are kept per file and
-/// recombined. Only the kinds that a changed file held (before or after) go through
-/// ``ClusterStore/replaceAll(_:with:)``, for every kind this source both serves (`kinds`) and can
-/// decode (``ManifestDecoder/supportedKinds``): removed files and objects are deleted from the store,
-/// and a change to one kind does not make every controller recompute the others.
+/// identity, size or times changed; the decoded objects of the others are kept per file, indexed by
+/// key. The first read lists every kind this source both serves (`kinds`) and can decode
+/// (``ManifestDecoder/supportedKinds``) with ``ClusterStore/replaceAll(_:with:)``. After that, only the
+/// keys a changed file held (before or after) are resolved again from the files that hold them (first
+/// in file-name order wins, later ones are duplicates, overlays merged), and upserted or deleted: the
+/// work of a change follows the change, not the folder. Nodes, which are validated against each
+/// other, are listed again whenever one changes.
 ///
 /// - A malformed object is logged and skipped; everything else is kept.
 /// - A file that cannot be parsed (a YAML syntax error in any document, a file half written, one over
@@ -104,12 +106,28 @@ public final class ManifestDirectorySource: ClusterSource {
         var decoded: ManifestDecoder.DecodedFile
         /// The last read that parsed completely, kept while later reads fail.
         var lastGood: ManifestDecoder.DecodedFile?
+        /// `decoded`'s objects and overlays by key, in document order.
+        var objects: [ObjectKey: [ClusterObject]] = [:]
+        var overlays: [ObjectKey: [MetadataOverlay]] = [:]
+
+        init(signature: FileSignature, decoded: ManifestDecoder.DecodedFile, lastGood: ManifestDecoder.DecodedFile?) {
+            self.signature = signature
+            self.decoded = decoded
+            self.lastGood = lastGood
+            for object in decoded.objects { objects[object.key, default: []].append(object) }
+            for overlay in decoded.overlays { overlays[overlay.key, default: []].append(overlay) }
+        }
+
+        var keys: Set<ObjectKey> { Set(objects.keys).union(overlays.keys) }
     }
 
     private struct ReadState {
         var files: [String: FileEntry] = [:]
-        /// Cross-file problems (duplicates, overlapping node CIDRs) of each kind, from its last recombination.
-        var crossProblems: [ObjectKind: [ManifestProblem]] = [:]
+        /// The files holding an object or overlay of each key: what one key's object is resolved from.
+        var holders: [ObjectKey: Set<String>] = [:]
+        /// Duplicate-key problems, by key; and the Nodes' cross-object problems (overlapping pod CIDRs).
+        var keyProblems: [ObjectKey: [ManifestProblem]] = [:]
+        var nodeProblems: [ManifestProblem] = []
         /// The problems of the last read: a problem that persists across reads is logged once.
         var lastProblems: Set<ManifestProblem> = []
         var listedOnce = false
@@ -125,15 +143,21 @@ public final class ManifestDirectorySource: ClusterSource {
                 return [ManifestProblem(file: directory, objectName: nil, kind: nil, field: "", reason: "cannot read folder: \(failure)")]
             }
 
-            // Read what changed; note the kinds that changed files held before or hold now.
-            var touched = Set<ObjectKind>()
-            func note(_ part: ManifestDecoder.DecodedFile?) {
-                guard let part else { return }
-                for object in part.objects { touched.insert(object.kind) }
-                for overlay in part.overlays { touched.insert(overlay.key.kind) }
-            }
+            // Read what changed, and note the keys that changed files held before or hold now.
+            var touched = Set<ObjectKey>()
             var files: [String: FileEntry] = [:]
             var readCount = 0
+            func replace(_ name: String, _ old: FileEntry?, with new: FileEntry?) {
+                for key in old?.keys ?? [] {
+                    touched.insert(key)
+                    state.holders[key]?.remove(name)
+                    if state.holders[key]?.isEmpty == true { state.holders[key] = nil }
+                }
+                for key in new?.keys ?? [] {
+                    touched.insert(key)
+                    state.holders[key, default: []].insert(name)
+                }
+            }
             for (name, signature) in walk.files {
                 let old = state.files[name]
                 if let old, old.signature == signature {
@@ -141,41 +165,82 @@ public final class ManifestDirectorySource: ClusterSource {
                     continue
                 }
                 readCount += 1
-                guard let entry = readFile(name, signature: signature, previous: old) else { continue }   // gone since the listing
-                note(old?.decoded)
-                note(entry.decoded)
+                let entry = readFile(name, signature: signature, previous: old)   // nil: gone since the listing
+                replace(name, old, with: entry)
                 files[name] = entry
             }
-            for (name, old) in state.files where files[name] == nil { note(old.decoded) }
+            for (name, old) in state.files where files[name] == nil { replace(name, old, with: nil) }
             state.files = files
 
-            let recombine = state.listedOnce ? Set(listedKinds).intersection(touched) : Set(listedKinds)
-            let parts = files.keys.sorted().map { files[$0]!.decoded }
-            var fileProblems = walk.problems
-            for part in parts { fileProblems += part.problems.filter { p in p.kind.flatMap(ObjectKind.init(rawValue:)).map(kinds.contains) ?? true } }
-            if !recombine.isEmpty {
-                let combined = ManifestDecoder.combine(parts, kinds: recombine)
-                let own = Set(fileProblems)
-                for kind in recombine { state.crossProblems[kind] = [] }
-                for problem in combined.problems where !own.contains(problem) {
-                    if let kind = problem.kind.flatMap(ObjectKind.init(rawValue:)) { state.crossProblems[kind, default: []].append(problem) }
+            let listed = Set(listedKinds)
+            if !state.listedOnce {
+                touched = Set(state.holders.keys)
+            }
+            touched = touched.filter { listed.contains($0.kind) }
+
+            // Nodes are checked against each other (overlapping pod CIDRs): all of them, when one changed.
+            if listed.contains(.node), !state.listedOnce || touched.contains(where: { $0.kind == .node }) {
+                let parts = files.keys.sorted().map { files[$0]!.decoded }
+                let nodes = ManifestDecoder.combine(parts, kinds: [.node])
+                let own = Set(parts.flatMap(\.problems))
+                state.nodeProblems = nodes.problems.filter { !own.contains($0) }
+                store.replaceAll(.node, with: nodes.objects)
+            }
+            // Every other kind: each changed key resolved from the files that hold it, as combine would.
+            var resolved: [ObjectKind: [ClusterObject]] = [:]
+            for key in touched where key.kind != .node {
+                let (object, problems) = resolve(key, state: state)
+                state.keyProblems[key] = problems.isEmpty ? nil : problems
+                if !state.listedOnce {
+                    if let object { resolved[key.kind, default: []].append(object) }
+                } else if let object {
+                    store.upsert(object)
+                } else {
+                    store.delete(key)
                 }
-                var byKind: [ObjectKind: [ClusterObject]] = [:]
-                for object in combined.objects { byKind[object.kind, default: []].append(object) }
-                for kind in listedKinds where recombine.contains(kind) { store.replaceAll(kind, with: byKind[kind] ?? []) }
+            }
+            if !state.listedOnce {
+                for kind in listedKinds where kind != .node { store.replaceAll(kind, with: resolved[kind] ?? []) }
                 state.listedOnce = true
             }
 
-            let problems = fileProblems + listedKinds.flatMap { state.crossProblems[$0] ?? [] }
+            var problems = walk.problems
+            for name in files.keys.sorted() {
+                problems += files[name]!.decoded.problems.filter { p in p.kind.flatMap(ObjectKind.init(rawValue:)).map(kinds.contains) ?? true }
+            }
+            problems += state.nodeProblems
+            problems += state.keyProblems.values.joined().sorted { ($0.file, $0.description) < ($1.file, $1.description) }
             let previous = state.lastProblems
             state.lastProblems = Set(problems)
             for problem in problems where !previous.contains(problem) { logger.log(problem) }
             logger.debug("read manifest folder", metadata: [
                 "manifest.directory": "\(directory)", "manifest.files": "\(files.count)", "manifest.filesRead": "\(readCount)",
-                "manifest.kindsListed": "\(recombine.map(\.rawValue).sorted())", "manifest.problems": "\(problems.count)",
+                "manifest.keysChanged": "\(touched.count)", "manifest.problems": "\(problems.count)",
             ])
             return problems
         }
+    }
+
+    /// The object of `key`: the first in file-name, then document order, with the overlays of every
+    /// file merged in that order; later objects with the key are duplicate problems.
+    private func resolve(_ key: ObjectKey, state: ReadState) -> (ClusterObject?, [ManifestProblem]) {
+        var winner: (object: ClusterObject, file: String)?
+        var problems: [ManifestProblem] = []
+        var overlays: [MetadataOverlay] = []
+        for name in (state.holders[key] ?? []).sorted() {
+            guard let entry = state.files[name] else { continue }
+            for object in entry.objects[key] ?? [] {
+                if let winner {
+                    problems.append(ManifestDecoder.duplicateProblem(object, file: name, firstFile: winner.file))
+                } else {
+                    winner = (object, name)
+                }
+            }
+            overlays += entry.overlays[key] ?? []
+        }
+        guard var object = winner?.object else { return (nil, problems) }
+        for overlay in overlays { ManifestDecoder.merge(overlay, into: &object) }
+        return (object, problems)
     }
 
     /// Reads and decodes one file; nil if it is gone. A file that does not parse (or cannot be read)

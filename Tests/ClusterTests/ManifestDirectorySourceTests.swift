@@ -232,10 +232,20 @@ import Testing
 
             try write(serviceYAML("web", spec: "clusterIP: 10.96.0.10\nports:\n- port: 81"), to: dir + "/web.yaml")
             source.loadOnce(into: store)
-            let events = await recorder.wait(for: 2)
-            #expect(events.count == 2 && events.last == .listed(.service), "only the Service kind is listed again: \(events)")
+            let events = await recorder.wait(for: 1)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(recorder.all.count == 1 && events.first.map { if case .upserted(let o) = $0 { o.metadata.name == "web" } else { false } } == true,
+                    "only the changed Service is stored again, nothing is listed again: \(recorder.all)")
             let read = log.all.last { $0.message == "read manifest folder" }
             #expect(read?.metadata["manifest.filesRead"] == "1" && read?.metadata["manifest.files"] == "2")
+            #expect(read?.metadata["manifest.keysChanged"] == "1")
+
+            // A Node change lists the Nodes again (they are validated against each other), nothing else.
+            recorder.clear()
+            try write(nodeYAML("node1", podCIDR: "10.244.1.0/24", ip: "10.0.0.11"), to: dir + "/node1.yaml")
+            source.loadOnce(into: store)
+            #expect(await recorder.wait(for: 2).count == 2)
+            #expect(recorder.all.last == .listed(.node))
 
             // Nothing changed: nothing read, nothing listed.
             recorder.clear()
@@ -243,6 +253,37 @@ import Testing
             #expect(log.all.last { $0.message == "read manifest folder" }?.metadata["manifest.filesRead"] == "0")
             try await Task.sleep(for: .milliseconds(100))
             #expect(recorder.all.isEmpty)
+        }
+    }
+
+    @Test func duplicatesAndOverlaysAreResolvedAgainWhenTheirFilesChange() async throws {
+        try await withTemporaryFolder { dir in
+            func web(_ ip: String) -> String { serviceYAML("web", spec: "clusterIP: \(ip)\nports:\n- port: 80") }
+            try write(web("10.96.0.1"), to: dir + "/a.yaml")
+            try write(web("10.96.0.2"), to: dir + "/b.yaml")
+            let (logger, _) = capturingLogger()
+            let store = ClusterStore()
+            let source = ManifestDirectorySource(directory: dir, logger: logger)
+            func clusterIP() -> String? { store.snapshot().services.values.first.map { "\($0.clusterIPs.first.map { "\($0)" } ?? "")" } }
+            var problems = source.loadOnce(into: store)
+            #expect(clusterIP() == "10.96.0.1")
+            #expect(problems.map(\.description) == ["b.yaml: Service \"web\": metadata.name: duplicate Service in namespace \"default\", first defined in a.yaml"])
+
+            // The first definition goes: the second one counts, and is no longer a duplicate.
+            try FileManager.default.removeItem(atPath: dir + "/a.yaml")
+            problems = source.loadOnce(into: store)
+            #expect(clusterIP() == "10.96.0.2" && problems.isEmpty)
+
+            // An overlay written later reaches the object; removing it takes its labels away again.
+            try write("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels: {tier: front}\n", to: dir + "/web.keel-overlay.yaml")
+            source.loadOnce(into: store)
+            #expect(store.snapshot().services.values.first?.metadata.labels == ["tier": "front"])
+            try FileManager.default.removeItem(atPath: dir + "/web.keel-overlay.yaml")
+            source.loadOnce(into: store)
+            #expect(store.snapshot().services.values.first?.metadata.labels == [:])
+            try FileManager.default.removeItem(atPath: dir + "/b.yaml")
+            source.loadOnce(into: store)
+            #expect(store.snapshot().services.isEmpty)
         }
     }
 
