@@ -207,7 +207,7 @@ public enum ManifestDecoder {
         public internal(set) var parseFailure: String?
 
         /// The objects decoded (before cross-object rules).
-        public var objectCount: Int { objects.count }
+        var objectCount: Int { objects.count }
 
         mutating func add(_ entries: [DocumentEntry], document number: Int?) {
             for entry in entries {
