@@ -22,8 +22,9 @@ import Synchronization
 /// - A malformed object is logged and skipped; everything else is kept.
 /// - A file that cannot be parsed (a YAML syntax error in any document, a file half written, one over
 ///   ``ManifestLimits``) or cannot be read keeps the objects of its last good read until it parses again
-///   or is removed, as kubelet's static-pod file source keeps a pod whose manifest fails to parse. Its
-///   problem is logged. Writers should still replace files atomically (write a temp file, then rename
+///   or is removed, and its problem is logged: `kubectl apply` changes nothing for a file it cannot parse,
+///   and kubelet's static-pod source keeps the pod when a watched manifest is modified into one that
+///   does not parse (its periodic re-list drops it; here it stays until the file parses or goes). Writers should still replace files atomically (write a temp file, then rename
 ///   it over the old one): a half-written file that happens to parse would drop its missing objects until
 ///   it is complete.
 /// - A FIFO, socket or device is skipped with a problem saying so; it is never opened.
