@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "Netlink", targets: ["Netlink"]),
         .library(name: "NFTables", targets: ["NFTables"]),
         .library(name: "NetnsHarness", targets: ["NetnsHarness"]),
+        .library(name: "Cluster", targets: ["Cluster"]),   // Fuzz/ (scripts/fuzz) links the decoders
+        .library(name: "CNI", targets: ["CNI"]),
         .executable(name: "keel-lab", targets: ["keel-lab"]),
         .executable(name: "keeld", targets: ["keeld"]),
         .executable(name: "keelctl", targets: ["keelctl"]),

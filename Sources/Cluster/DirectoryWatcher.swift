@@ -4,8 +4,9 @@ import Glibc
 import Foundation
 import Synchronization
 
-/// An inotify instance over folders, reporting only "something changed": the manifest source
-/// re-reads the whole folder on any change, so which file changed does not matter.
+/// An inotify instance over folders, reporting only "something changed": the manifest source then
+/// lists the folder and re-reads the files whose `stat` changed, so which file an event named does not
+/// matter (and an overflowed event queue loses nothing).
 ///
 /// A dedicated thread blocks in `poll(2)` on the inotify fd and a pipe; ``stop()`` writes the pipe
 /// to end it. A blocking read on a Swift concurrency thread would take one of the few

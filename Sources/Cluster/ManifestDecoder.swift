@@ -17,6 +17,9 @@ import Yams
 ///   never a problem.
 /// - Two objects with the same kind, namespace and name: the first (in file-name, then document
 ///   order) is kept and the later one is a problem at `metadata.name`.
+/// - A file larger than ``ManifestLimits/maxBytes``, or a document nested deeper than
+///   ``ManifestLimits/maxDepth`` (or whose YAML aliases expand too far), is a problem naming the limit
+///   and is skipped before the recursive parser sees it; the other documents of the file are kept.
 ///
 /// ## Overlay documents
 ///
@@ -57,15 +60,17 @@ public enum ManifestDecoder {
 
     /// Decodes one file's text. Cross-object rules (``validateNodes(_:)``, one object per key) are
     /// applied within the file.
-    public static func decode(_ text: String, file: String) -> (objects: [ClusterObject], problems: [ManifestProblem]) {
-        decode(files: [(name: file, text: text)])
+    public static func decode(_ text: String, file: String, limits: ManifestLimits = .default)
+        -> (objects: [ClusterObject], problems: [ManifestProblem]) {
+        decode(files: [(name: file, text: text)], limits: limits)
     }
 
     /// Decodes a whole set of files as one cluster: files in name order, documents in file order;
     /// cross-object rules keep the first object in that order; overlays are merged last.
-    public static func decode(files: [(name: String, text: String)], kinds: Set<ObjectKind> = Set(ObjectKind.allCases))
+    public static func decode(files: [(name: String, text: String)], kinds: Set<ObjectKind> = Set(ObjectKind.allCases),
+                              limits: ManifestLimits = .default)
         -> (objects: [ClusterObject], problems: [ManifestProblem]) {
-        combine(files.map { decodeFile($0.text, file: $0.name, asOverlays: isOverlayFile($0.name)) }, kinds: kinds)
+        combine(files.map { decodeFile($0.text, file: $0.name, limits: limits) }, kinds: kinds)
     }
 
     /// Decodes JSON bytes — one object, or a list such as an API server's LIST page — with
@@ -73,8 +78,16 @@ public enum ManifestDecoder {
     /// copy is made. The checks are those of ``decode(_:file:)``; cross-object rules are applied
     /// by ``combine(_:kinds:)``, over every part of one listing. An item without `kind` and
     /// `apiVersion` (a watch event's object may omit them) is read as `impliedKind`.
-    public static func decodeJSON(_ json: Data, origin: String, impliedKind: ObjectKind? = nil) -> DecodedFile {
+    ///
+    /// Text nested deeper than `limits` allow never reaches the JSON decoder: a list's items are
+    /// then taken one by one (found by a flat scan), so only the items too deep are skipped, each a
+    /// problem with its kind and name; anything else too deep is one skipped object.
+    public static func decodeJSON(_ json: Data, origin: String, impliedKind: ObjectKind? = nil,
+                                  limits: ManifestLimits = .default) -> DecodedFile {
         var result = DecodedFile(file: origin)
+        if let problem = limits.jsonProblem(json) {
+            return decodeOversized(json, problem: problem, origin: origin, impliedKind: impliedKind, limits: limits)
+        }
         let decoder = JSONDecoder()
         decoder.userInfo = [.keelOverlayMode: false, .keelImpliedKind: impliedKind as Any]
         let entries: [DocumentEntry]
@@ -88,6 +101,37 @@ public enum ManifestDecoder {
             return result
         }
         result.add(entries, document: nil)
+        return result
+    }
+
+    /// ``decodeJSON(_:origin:impliedKind:limits:)`` for text over the limits: a list's items one by
+    /// one, or one problem naming the object (read from its `metadata`, if that is within the limits).
+    private static func decodeOversized(_ json: Data, problem: String, origin: String, impliedKind: ObjectKind?,
+                                        limits: ManifestLimits) -> DecodedFile {
+        var result = DecodedFile(file: origin)
+        let bytes = [UInt8](json)
+        func string(_ key: String, in span: ArraySlice<UInt8>) -> String? {
+            JSONSpan.topLevelValue(key, in: span).flatMap { s in
+                limits.jsonProblem(s) == nil ? try? JSONDecoder().decode(String.self, from: Data(s)) : nil
+            }
+        }
+        let kindText = string("kind", in: bytes[...]), apiVersion = string("apiVersion", in: bytes[...])
+        if let kindText, kindText.hasSuffix("List"),
+           let items = JSONSpan.topLevelValue("items", in: bytes[...]).flatMap(JSONSpan.arrayElements) {
+            let itemKind = ObjectKind(apiVersion: apiVersion, kind: String(kindText.dropLast(4))) ?? impliedKind
+            for item in items {
+                let part = decodeJSON(Data(item), origin: origin, impliedKind: itemKind, limits: limits)
+                result.objects += part.objects
+                result.overlays += part.overlays
+                result.problems += part.problems
+            }
+            return result
+        }
+        let kind = ObjectKind(apiVersion: apiVersion, kind: kindText) ?? (kindText == nil ? impliedKind : nil)
+        let name = JSONSpan.topLevelValue("metadata", in: bytes[...]).flatMap { string("name", in: $0) }
+        result.problems.append(ManifestProblem(file: origin, objectName: name, kind: kind?.rawValue, field: "",
+                                               reason: problem, document: name == nil ? 1 : nil))
+        if kind == nil, name == nil { result.unreadable = problem }
         return result
     }
 
@@ -116,9 +160,7 @@ public enum ManifestDecoder {
         for (object, file) in candidates where object.kind != .node {
             let key = object.key
             if let first = firstFile[key] {
-                problems.append(ManifestProblem(file: file, objectName: object.metadata.name, kind: object.kind.rawValue,
-                                                field: "metadata.name",
-                                                reason: "duplicate \(object.kind) in namespace \"\(key.namespace ?? "")\", first defined in \(first)"))
+                problems.append(duplicateProblem(object, file: file, firstFile: first))
                 continue
             }
             firstFile[key] = file
@@ -130,10 +172,21 @@ public enum ManifestDecoder {
         for (i, o) in objects.enumerated() { index[o.key] = i }
         for overlay in overlays {
             guard let i = index[overlay.key] else { continue }
-            objects[i].metadata.labels.merge(overlay.labels) { _, new in new }
-            objects[i].metadata.annotations.merge(overlay.annotations) { _, new in new }
+            merge(overlay, into: &objects[i])
         }
         return (objects, problems)
+    }
+
+    /// The problem of an object whose key an earlier object (in `firstFile`) already has.
+    static func duplicateProblem(_ object: ClusterObject, file: String, firstFile: String) -> ManifestProblem {
+        ManifestProblem(file: file, objectName: object.metadata.name, kind: object.kind.rawValue, field: "metadata.name",
+                        reason: "duplicate \(object.kind) in namespace \"\(object.key.namespace ?? "")\", first defined in \(firstFile)")
+    }
+
+    /// Merges an overlay's labels and annotations into `object`; the overlay wins per key.
+    static func merge(_ overlay: MetadataOverlay, into object: inout ClusterObject) {
+        object.metadata.labels.merge(overlay.labels) { _, new in new }
+        object.metadata.annotations.merge(overlay.annotations) { _, new in new }
     }
 
     /// What one file (or one JSON text) holds, before cross-object rules and overlays.
@@ -149,6 +202,13 @@ public enum ManifestDecoder {
         /// Why nothing at all could be read (the text is not JSON), or nil: a caller that expected
         /// a complete list must not take it for one.
         public internal(set) var unreadable: String?
+
+        /// Why a document of the file could not be parsed at all (a YAML syntax error, or over the
+        /// limits), or nil: the file may be half written, so the manifest folder keeps its last good read.
+        public internal(set) var parseFailure: String?
+
+        /// The objects decoded (before cross-object rules).
+        var objectCount: Int { objects.count }
 
         mutating func add(_ entries: [DocumentEntry], document number: Int?) {
             for entry in entries {
@@ -168,13 +228,25 @@ public enum ManifestDecoder {
         }
     }
 
-    static func decodeFile(_ text: String, file: String, asOverlays: Bool) -> DecodedFile {
+    /// Decodes one file's text (an overlay file if its name says so), within `limits`.
+    public static func decodeFile(_ text: String, file: String, limits: ManifestLimits = .default) -> DecodedFile {
         var result = DecodedFile(file: file)
+        if let problem = limits.sizeProblem(text.utf8.count) {
+            result.problems.append(ManifestProblem(file: file, objectName: nil, kind: nil, field: "", reason: "file is \(problem)"))
+            result.parseFailure = problem
+            return result
+        }
         // JSON has no document separator; a line starting with `---` cannot occur in it.
         let documents = file.hasSuffix(".json") ? [text] : splitDocuments(text)
-        let info: [CodingUserInfoKey: Any] = [.keelOverlayMode: asOverlays]
+        let info: [CodingUserInfoKey: Any] = [.keelOverlayMode: isOverlayFile(file)]
         for (i, document) in documents.enumerated() {
             let number = documents.count > 1 ? i + 1 : nil
+            if let problem = limits.yamlProblem(document) {
+                result.problems.append(ManifestProblem(file: file, objectName: nil, kind: nil, field: "",
+                                                       reason: problem, document: number ?? 1))
+                result.parseFailure = result.parseFailure ?? problem
+                continue
+            }
             let entries: [DocumentEntry]
             do {
                 entries = try YAMLDecoder().decode(ManifestDocument.self, from: document, userInfo: info).entries
@@ -182,6 +254,7 @@ public enum ManifestDecoder {
                 let cause = (error as? DecodingError).flatMap(underlyingError) ?? error
                 result.problems.append(ManifestProblem(file: file, objectName: nil, kind: nil, field: "",
                                                        reason: "not valid YAML: \(cause)", document: number ?? 1))
+                result.parseFailure = result.parseFailure ?? "not valid YAML: \(cause)"
                 continue
             }
             result.add(entries, document: number)

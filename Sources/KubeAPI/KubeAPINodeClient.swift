@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Cluster
 import Foundation
 import NIOCore
 
@@ -50,7 +51,7 @@ public struct KubeAPINodeClient: Sendable {
             let response = try await client.execute(request, timeout: .init(timeout), logger: nil)
             let answer = try await response.body.collect(upTo: 1 << 20)
             guard response.status == .ok else {
-                let head = try? JSONDecoder().decode(WatchEvent.ObjectHead.self, from: Data(Array(buffer: answer)))
+                let head = WatchEvent.ObjectHead(json: Array(buffer: answer))
                 throw KubeAPIError(request: requestName, code: Int(response.status.code),
                                    reason: head?.reason ?? "HTTP \(response.status.code)",
                                    message: head?.message ?? String(decoding: Array(buffer: answer).prefix(200), as: UTF8.self))

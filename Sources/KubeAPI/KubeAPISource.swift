@@ -157,7 +157,7 @@ public final class KubeAPISource: ClusterSource {
             next = page.continueToken.map { fetchPage(kind, continue: $0, client: client) }
             resourceVersion = page.resourceVersion
             // One origin for every page: the decoder keeps their order, and cross-object rules span them all.
-            let part = ManifestDecoder.decodeJSON(page.body, origin: Self.origin)
+            let part = ManifestDecoder.decodeJSON(page.body, origin: Self.origin, limits: limits)
             if let reason = part.unreadable {
                 // Never a complete list (it would delete what the page held): retried.
                 throw KubeAPIError(request: page.request, code: nil, reason: "not a list", message: reason)
@@ -209,6 +209,9 @@ public final class KubeAPISource: ClusterSource {
             // not parsed twice. A page that is not JSON at all is refused when it is decoded.
             var metadata: ListMetadata?
             if let bytes = JSONSpan.topLevelValue("metadata", in: body) {
+                if let problem = limits.jsonProblem(bytes) {
+                    throw KubeAPIError(request: request, code: nil, reason: "not a list", message: "metadata: \(problem)")
+                }
                 do { metadata = try JSONDecoder().decode(ListMetadata.self, from: Data(bytes)) } catch {
                     throw KubeAPIError(request: request, code: nil, reason: "not a list", message: "metadata: \(error)")
                 }
@@ -217,6 +220,9 @@ public final class KubeAPISource: ClusterSource {
                             resourceVersion: metadata?.resourceVersion ?? "")
         }
     }
+
+    /// The decoders' bounds: the default nesting depth, and pages and events as large as accepted.
+    private var limits: ManifestLimits { ManifestLimits(maxBytes: options.maxResponseBytes) }
 
     /// The origin of API objects in ``ManifestProblem/file`` (as ``validateNodes(_:origin:)`` suggests).
     static let origin = "apiserver"
@@ -243,7 +249,7 @@ public final class KubeAPISource: ClusterSource {
         var buffer: [UInt8] = []
         func handle(_ line: ArraySlice<UInt8>) throws {
             guard line.contains(where: { $0 != 0x20 && $0 != 0x0D }) else { return }
-            guard let event = WatchEvent(line: line) else {
+            guard let event = WatchEvent(line: line, limits: limits) else {
                 throw KubeAPIError(request: request, code: nil, reason: "malformed watch event",
                                    message: String(decoding: line.prefix(200), as: UTF8.self))
             }
@@ -295,7 +301,8 @@ public final class KubeAPISource: ClusterSource {
             }
         case .added, .modified:
             // The decoder reads an object with or without its own `kind` (then it is the watched kind).
-            let decoded = ManifestDecoder.combine([ManifestDecoder.decodeJSON(Data(event.object), origin: Self.origin, impliedKind: kind)])
+            let decoded = ManifestDecoder.combine([ManifestDecoder.decodeJSON(Data(event.object), origin: Self.origin, impliedKind: kind,
+                                                                                 limits: limits)])
             let warnings = Set(decoded.problems.filter { !$0.isError })
             // Only objects with warnings are remembered: a large cluster's clean objects cost nothing here.
             let logged = key.map { key in
@@ -351,7 +358,7 @@ public final class KubeAPISource: ClusterSource {
     }
 
     private func statusError(_ request: String, _ code: UInt, _ body: [UInt8]) -> KubeAPIError {
-        let status = try? JSONDecoder().decode(WatchEvent.ObjectHead.self, from: Data(body))
+        let status = WatchEvent.ObjectHead(json: body)
         return KubeAPIError(request: request, code: Int(code), reason: status?.reason ?? "HTTP \(code)",
                             message: status?.message ?? String(decoding: body.prefix(200), as: UTF8.self))
     }

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Yams
 
@@ -23,6 +24,8 @@ public enum KubeconfigFile {
         func fail(_ field: String, _ reason: String) -> KubeAPIConfigError {
             KubeAPIConfigError(source: source, field: field, reason: reason)
         }
+        // Bounded before the recursive YAML decoder sees it, as manifests are: a deep file must not crash keeld.
+        if let problem = ManifestLimits.default.yamlProblem(text) { throw fail("", "not a valid kubeconfig: \(problem)") }
         let file: Document
         do { file = try YAMLDecoder().decode(Document.self, from: text) } catch {
             throw fail("", "not a valid kubeconfig: \(error)")

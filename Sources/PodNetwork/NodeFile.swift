@@ -79,17 +79,37 @@ public struct NodeFile: Sendable, Equatable {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// The largest node file read: keeld writes about 300 bytes. The format has no nesting, so
+    /// size is its only bound.
+    public static let maxBytes = 64 << 10
+
+    /// Reads and parses the file at `path`: a regular file of at most ``maxBytes`` (a FIFO or a device
+    /// there is refused without blocking on it).
     public static func read(_ path: String) throws -> NodeFile {
-        guard let f = fopen(path, "r") else {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
             throw PodNetworkError.invalidConfig(field: "nodeFile", reason: "cannot read \(path): \(String(cString: strerror(errno))) (is keeld running on this node?)")
         }
-        defer { fclose(f) }
-        var text = ""
-        var buffer = [CChar](repeating: 0, count: 1024)
-        while fgets(&buffer, Int32(buffer.count), f) != nil {
-            text += String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw PodNetworkError.invalidConfig(field: "nodeFile", reason: "cannot read \(path): not a regular file")
         }
-        return try NodeFile(parsing: text)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else {
+                throw PodNetworkError.invalidConfig(field: "nodeFile", reason: "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes += buffer[..<n]
+            guard bytes.count <= maxBytes else {
+                throw PodNetworkError.invalidConfig(field: "nodeFile", reason: "\(path) is larger than the limit of \(maxBytes) bytes")
+            }
+        }
+        return try NodeFile(parsing: String(decoding: bytes, as: UTF8.self))
     }
 
     /// Writes atomically (temp file + rename), so a plugin never reads half a file.

@@ -311,6 +311,25 @@ struct KubeAPISourceTests {
         }
     }
 
+    /// An object nested deeper than the decoders' bound is skipped (and, MODIFIED, removed) with its
+    /// name and the limit in the log; the watch goes on, and keeld does not die of a stack overflow.
+    @Test func deeplyNestedObjectOnTheWatchIsSkipped() async throws {
+        let api = try makeAPI()
+        try api.apply(Objects.node("a", 1))
+        try await withSource(api) { run in
+            try await eventually("watching") { api.openWatchCount == 1 && run.store.snapshot().nodes["a"] != nil }
+            let deep = String(repeating: "[", count: 5_000) + String(repeating: "]", count: 5_000)
+            api.sendRawWatchLine(#"{"type":"MODIFIED","object":{"metadata":{"name":"a","resourceVersion":"90"},"spec":"# + deep + "}}", kind: .node)
+            try api.apply(Objects.node("b", 3))
+            try await eventually("the next event applied") { run.store.snapshot().nodes["b"] != nil }
+            #expect(run.store.snapshot().nodes["a"] == nil, "what the next LIST would do with it")
+            #expect(run.logs.all.contains { $0.metadata["object.kind"] == "Node" && $0.metadata["object.name"] == "a"
+                && $0.message.contains("nested more than 100 levels deep (limit 100)") })
+            #expect(run.metrics[.node].skippedObjects == 1)
+            #expect(api.requests.filter(\.isWatch).count == 1 && run.metrics[.node].errors == 0, "the watch was not broken")
+        }
+    }
+
     /// A MODIFIED object that no longer validates is removed, as the next LIST would drop it.
     @Test func modifiedIntoInvalidRemovesTheObject() async throws {
         let api = try makeAPI()

@@ -86,6 +86,13 @@ import Testing
         }
     }
 
+    @Test func deeplyNestedKubeconfigIsRefusedNamingTheLimit() {
+        let text = "apiVersion: v1\nclusters: " + String(repeating: "[", count: 5_000) + "\n"
+        #expect { try KubeconfigFile.parse(text, directory: "/nowhere") } throws: { error in
+            "\(error)".contains("nested more than 100 levels deep (limit 100)")
+        }
+    }
+
     @Test func inClusterFromEnvironmentAndServiceAccount() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sa-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
