@@ -128,4 +128,51 @@ import Testing
         #expect(both.stdout.contains(#"{"severity":"error","file":"all.yaml","kind":"Service","object":"Web2","field":"metadata.name","reason":"\"Web2\" is not a DNS-1035 label"#), "\(both)")
         #expect(both.stdout.contains(#"{"severity":"warning","file":"all.yaml","kind":"EndpointSlice","object":"web-v6","field":"addressType""#), "\(both)")
     }
+
+    /// Two running pods of node1 report one address (an address reused before the old pod's
+    /// object went), and different policies isolate them: keeld programs the address to allow
+    /// nothing on the side where their rules differ, and validate and render say so, naming the pods.
+    @Test func podsSharingAnAddressAreReported() throws {
+        let manifests = """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: node1}
+            spec: {podCIDR: 10.244.1.0/24}
+            status: {addresses: [{type: InternalIP, address: 192.168.50.11}]}
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: old, namespace: shop, labels: {app: web}}
+            spec: {nodeName: node1, containers: [{name: c}]}
+            status: {podIP: 10.244.1.10, phase: Running}
+            ---
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: new, namespace: shop, labels: {app: db}}
+            spec: {nodeName: node1, containers: [{name: c}]}
+            status: {podIP: 10.244.1.10, phase: Running}
+            ---
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: web-open, namespace: shop}
+            spec:
+              podSelector: {matchLabels: {app: web}}
+              ingress: [{}]
+            ---
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: db-closed, namespace: shop}
+            spec:
+              podSelector: {matchLabels: {app: db}}
+              policyTypes: [Ingress]
+
+            """
+        let validate = try keelctl(["validate", "--manifests", "DIR"], manifests: manifests)
+        #expect(validate.stdout.contains("warning: node node1: pods shop/new, shop/old share address 10.244.1.10 with different ingress rules"),
+                "\(validate.stdout)")
+        let render = try keelctl(["render", "--manifests", "DIR", "--node", "node1"], manifests: manifests)
+        #expect(render.succeeded)
+        #expect(render.stderr.contains("share address 10.244.1.10"), "\(render.stderr)")
+        #expect(!render.stdout.contains("10.244.1.10 . ") , "no allow element for the shared address")
+    }
 }
