@@ -46,7 +46,7 @@ extension PolicyRuleset {
             for (a, b) in set.overlappingElements() {
                 let blamed = [a, b].compactMap { $0.key.first.flatMap { policiesByMark[$0] } }.reduce(Set<PolicyRef>()) { $0.union($1) }
                 found.append(PolicyProgrammingProblem(policies: blamed.sorted { "\($0)" < "\($1)" },
-                                                      reason: "elements \(a) and \(b) of \(set.name) overlap: the kernel refuses them (EEXIST)"))
+                                                      reason: "elements \(a) and \(b) of \(set.name) overlap: the kernel may refuse them (EEXIST)"))
             }
         }
         return found

@@ -160,6 +160,30 @@ func policyDatapathAllows(_ ruleset: Ruleset, from source: IPv4Address, to desti
     }
 }
 
+/// The policy sync's incremental transactions against the in-memory kernel: over random sequences
+/// of policy sets, every sync is accepted, the kernel's table equals a full render of that state,
+/// and after the first sync no transaction re-creates the table.
+@Suite struct PolicySyncInMemoryTests {
+    @Test func incrementalSyncsEqualFullRenders() throws {
+        let pods = OverlapWorld.clusterPods()
+        for sequence in UInt64(1)...20 {
+            let kernel = InMemoryNFTablesKernel()
+            let sync = PolicySync(nft: kernel, logger: Logger(label: "test"))
+            var rng = SeededRandom(seed: 7_000 + sequence)
+            for step in 0..<8 {
+                let input = PolicyInput(pods: pods, namespaces: OverlapWorld.namespaces, policies: OverlapWorld.randomPolicies(&rng))
+                let compiled = compiledPods(isolation(input), nodeName: OverlapWorld.node)
+                let refused = try sync.apply(compiled)
+                #expect(refused.isEmpty, "sequence \(sequence) step \(step): \(refused)")
+                #expect(try kernel.table(named: "keel-policy", family: .ip) == PolicyRuleset.ruleset(compiled),
+                        "sequence \(sequence) step \(step): the kernel holds the full render")
+            }
+            let recreations = kernel.applied.dropFirst().filter { $0.operations.contains { if case .deleteTable = $0 { true } else { false } } }
+            #expect(recreations.isEmpty, "sequence \(sequence): later syncs are incremental")
+        }
+    }
+}
+
 // MARK: - Real kernel, real connections
 
 /// The node of `OverlapWorld` in a namespace: its four local pods on one bridge (br_netfilter on),
