@@ -1,6 +1,7 @@
-/// What the kernel refuses in an interval set: two elements that share a key. For a concatenated
-/// set (the pipapo backend) an element is a box, one range per field, and two boxes overlap when
-/// every field's ranges do; the kernel then fails the whole transaction with EEXIST.
+/// Overlapping elements of an interval set. For a concatenated set an element is a box, one range
+/// per field, and two boxes overlap when every field's ranges do. This is stricter than the kernel:
+/// a single-field set (rbtree) refuses any overlap with EEXIST, but a concatenated one (pipapo)
+/// refuses a new element only when its start or end lies inside another (see `Ruleset.applying`).
 extension NFTSet {
     /// Pairs of this set's elements that overlap (empty for a set without the interval flag, whose
     /// duplicate keys `Transaction` already refuses). Fields are compared by their bytes, as

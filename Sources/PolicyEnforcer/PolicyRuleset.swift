@@ -6,8 +6,8 @@ import NetAddress
 ///
 /// Peers and ports are normalized on the way in (``AddressRange/union(_:)``, ``PortRange/union(_:)``):
 /// disjoint, sorted, adjacent ranges merged. The rule's elements are the product of the two lists,
-/// so they never overlap, which the kernel's interval sets require (one overlap fails the whole
-/// transaction with EEXIST). Overlaps are normal input: a namespace selector whose pods lie inside
+/// so they never overlap: the kernel refuses an element with a corner inside another one of the set
+/// (EEXIST), and with it the whole transaction. Overlaps are normal input: a namespace selector whose pods lie inside
 /// an ipBlock of the same rule, two overlapping ipBlocks, `port: 80` next to a range with 80 in it.
 public struct CompiledRule: Sendable, Hashable {
     /// Where it comes from, for comments and `keelctl`: `ns/policy ingress[0]`.

@@ -63,7 +63,7 @@ public final class PolicySync: @unchecked Sendable {
                     }
                     let candidates = Set(pods.flatMap { ($0.ingress ?? []) + ($0.egress ?? []) }.compactMap(\.policy))
                         .subtracting(excluded.keys)
-                    let blamed = blame(error, pods: pods, excluded: Set(excluded.keys), candidates: candidates, base: base)
+                    let blamed = blame(pods: pods, excluded: Set(excluded.keys), candidates: candidates, base: base)
                     guard !blamed.isEmpty else { throw error }
                     for policy in blamed { excluded[policy] = "\(error)" }
                     desired = PolicyRuleset.ruleset(pods.map { $0.failingClosed(excluding: Set(excluded.keys)) })
@@ -74,14 +74,12 @@ public final class PolicySync: @unchecked Sendable {
 
     /// The policies to leave out so that the kernel takes the rest. First the operation the kernel
     /// names in a transaction split per rule; if that names no single policy, bisection.
-    private func blame(_ error: NFTablesError, pods: [CompiledPod], excluded: Set<PolicyRef>, candidates: Set<PolicyRef>,
-                       base: Ruleset?) -> [PolicyRef] {
+    private func blame(pods: [CompiledPod], excluded: Set<PolicyRef>, candidates: Set<PolicyRef>, base: Ruleset?) -> [PolicyRef] {
         guard !candidates.isEmpty else { return [] }
         func attempt(excluding more: Set<PolicyRef>) -> NFTablesError? {
             let desired = PolicyRuleset.ruleset(pods.map { $0.failingClosed(excluding: excluded.union(more)) })
-            let tx = perRule(transaction(from: base, to: desired), desired)
             do throws(NFTablesError) {
-                try nft.check(tx)
+                try nft.check(transaction(from: base, to: desired))
                 return nil
             } catch {
                 return error
@@ -89,11 +87,11 @@ public final class PolicySync: @unchecked Sendable {
         }
         // The split transaction names the failing rule's elements.
         let desired = PolicyRuleset.ruleset(pods.map { $0.failingClosed(excluding: excluded) })
-        let split = perRule(transaction(from: base, to: desired), desired)
+        let split = perRule(transaction(from: base, to: desired))
         var named: Set<PolicyRef> = []
         do throws(NFTablesError) { try nft.check(split) } catch {
             if let index = error.operationIndex, split.operations.indices.contains(index) {
-                named = policies(of: split.operations[index], in: desired, pods: pods).intersection(candidates)
+                named = policies(of: split.operations[index], pods: pods).intersection(candidates)
             }
         }
         if named.count == 1 { return Array(named) }
@@ -116,7 +114,7 @@ public final class PolicySync: @unchecked Sendable {
     }
 
     /// The policies whose rules own the elements of `op`.
-    private func policies(of op: Transaction.Operation, in ruleset: Ruleset, pods: [CompiledPod]) -> Set<PolicyRef> {
+    private func policies(of op: Transaction.Operation, pods: [CompiledPod]) -> Set<PolicyRef> {
         let elements: [SetElement]
         switch op {
         case .addElements(_, let e): elements = e
@@ -136,7 +134,7 @@ public final class PolicySync: @unchecked Sendable {
 
     /// `tx` with each element addition to the rule sets split into one operation per rule id, so
     /// that the operation the kernel blames names one rule.
-    private func perRule(_ tx: Transaction, _ ruleset: Ruleset) -> Transaction {
+    private func perRule(_ tx: Transaction) -> Transaction {
         var split = Transaction()
         for op in tx.operations {
             let set: NFTSet, elements: [SetElement]

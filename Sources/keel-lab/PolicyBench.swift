@@ -255,10 +255,7 @@ struct PolicyBench {
 
     static func admits(_ rules: [CompiledRule]?, _ remote: IPv4Address, _ port: UInt16) -> Bool {
         guard let rules else { return true }
-        return rules.contains { r in
-            r.peers.contains { $0.low <= remote && remote <= $0.high }
-                && r.ports.contains { $0.protoLow <= 6 && 6 <= $0.protoHigh && $0.low <= port && port <= $0.high }
-        }
+        return rules.contains { $0.admits(remote, proto: 6, port: port) }
     }
 
     /// A client and a server of this node that the policies let talk over TCP: the server isolated
