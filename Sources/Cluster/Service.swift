@@ -87,6 +87,12 @@ public struct Service: Hashable, Sendable {
     public var clusterIP: IPAddress? { clusterIPs.first }
     /// `type: ExternalName`: a DNS alias; no proxying.
     public var isExternalName: Bool { type == .externalName }
+    /// Reachable from outside the cluster: a NodePort or LoadBalancer Service, or a ClusterIP one
+    /// with external IPs. `externalTrafficPolicy` applies to these only (kube-proxy's
+    /// `ExternallyAccessible`; the API server refuses the field on other Services).
+    public var isExternallyAccessible: Bool {
+        type == .nodePort || type == .loadBalancer || (type == .clusterIP && !externalIPs.isEmpty)
+    }
     /// The `ip` of every `status.loadBalancer.ingress` entry that has one (hostname-only entries are skipped).
     public var loadBalancerIngressIPs: [IPAddress] { loadBalancerIngress.compactMap(\.ip) }
     /// The port called `name` with `protocol`, as EndpointSlice ports refer to it.

@@ -143,10 +143,9 @@ extension Service {
         }
         service.externalTrafficPolicy = check.oneOf(spec.externalTrafficPolicy, "spec.externalTrafficPolicy",
                                                      default: TrafficPolicy.cluster) ?? .cluster
-        // What only NodePort and LoadBalancer Services use (ProxyStateBuilder), said where it is ignored.
-        let external = type == .nodePort || type == .loadBalancer
-        if service.externalTrafficPolicy == .local, !external, type != .externalName {
-            check.warn("spec.externalTrafficPolicy", "Local: ignored for a \(type) Service (keeld applies it to NodePort and LoadBalancer Services)")
+        // What only externally accessible Services use (ProxyStateBuilder), said where it is ignored.
+        if service.externalTrafficPolicy == .local, !service.isExternallyAccessible, type != .externalName {
+            check.warn("spec.externalTrafficPolicy", "Local: ignored for a \(type) Service without external IPs (Kubernetes refuses it there)")
         }
         if type != .loadBalancer, type != .externalName {
             if !service.loadBalancerSourceRanges.isEmpty {

@@ -79,7 +79,7 @@ extension ProxyState {
                                        proto: ServiceProtocol(rawValue: port.protocol.rawValue) ?? .tcp)
             var affinity: UInt32?
             if case .clientIP(let seconds) = service.sessionAffinity { affinity = UInt32(clamping: seconds) }
-            let externalLocal = external && service.externalTrafficPolicy == .local
+            let externalLocal = service.isExternallyAccessible && service.externalTrafficPolicy == .local
             services.append(ServicePortState(
                 name: name, clusterIPs: service.clusterIPs, port: port.port,
                 nodePort: external ? port.nodePort : nil,

@@ -236,11 +236,14 @@ import Testing
             ports: [{port: 80}]
             """, status: "loadBalancer: {ingress: [{ip: 192.0.2.10}]}")
         #expect(ignored.kept && ignored.warnings == [
-            "spec.externalTrafficPolicy: Local: ignored for a ClusterIP Service (keeld applies it to NodePort and LoadBalancer Services)",
+            "spec.externalTrafficPolicy: Local: ignored for a ClusterIP Service without external IPs (Kubernetes refuses it there)",
             "spec.loadBalancerSourceRanges: ignored: only a LoadBalancer Service has them (Kubernetes refuses them on a ClusterIP Service)",
             "status.loadBalancer.ingress: ignored: a ClusterIP Service is not a LoadBalancer",
             "spec.healthCheckNodePort: 31000: ignored (keeld answers no load-balancer health checks)",
         ])
+        // A ClusterIP Service with external IPs is externally accessible: its policy is used.
+        let withExternalIPs = Self.service(spec: "clusterIP: 10.96.0.10\nexternalIPs: [192.0.2.10]\nexternalTrafficPolicy: Local\nports: [{port: 80}]")
+        #expect(withExternalIPs.kept && withExternalIPs.warnings.isEmpty, "\(withExternalIPs.warnings)")
         let lb = Self.service(spec: "type: LoadBalancer\nclusterIP: 10.96.0.10\nexternalTrafficPolicy: Local\nloadBalancerSourceRanges: [10.0.0.0/8]\nports: [{port: 80}]",
                               status: "loadBalancer: {ingress: [{ip: 192.0.2.10}]}")
         #expect(lb.problems.isEmpty, "\(lb.problems)")

@@ -55,10 +55,15 @@ import Testing
         let svc = ProxyState(snapshot: local, node: node).services.first!
         #expect(svc.internalBackends == [Backend(Self.ip("10.244.1.5"), 8080)])
         #expect(svc.externalBackends == [Backend(Self.ip("10.244.1.5"), 8080)] && svc.externalLocal)
-        // externalTrafficPolicy only matters for NodePort/LoadBalancer services.
+        // externalTrafficPolicy only matters for externally accessible services (kube-proxy's
+        // ExternallyAccessible): NodePort, LoadBalancer, and ClusterIP with external IPs.
         let clusterIP = Self.snapshot([Self.service("web", etp: .local)], [Self.slice("web-1", for: "web", port: 8080, endpoints)])
         let c = ProxyState(snapshot: clusterIP, node: node).services.first!
         #expect(!c.externalLocal && c.nodePort == nil && c.internalBackends.count == 2)
+        var withExternalIP = Self.service("web", etp: .local)
+        withExternalIP.externalIPs = [Self.ip("192.0.2.10")]
+        let e = ProxyState(snapshot: Self.snapshot([withExternalIP], [Self.slice("web-1", for: "web", port: 8080, endpoints)]), node: node).services.first!
+        #expect(e.externalLocal && e.externalBackends == [Backend(Self.ip("10.244.1.5"), 8080)] && e.internalBackends.count == 2)
     }
 
     @Test func headlessAndExternalNameAreNotProxied() {
